@@ -1,0 +1,54 @@
+"""Self-describing checkpoints, written atomically.
+
+A checkpoint is a plain dict: ``model`` (state dict), ``classes``, ``backbone``, ``mode``,
+``preprocess``, ``config``, ``threshold``, ``positive_class``, plus training state in
+``last.pt``. It loads with ``torch.load(weights_only=True)``: no pickled code.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write ``payload`` to ``path`` via a temporary file and an atomic rename, so a crash
+    mid-write never leaves a half-written checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format_version": FORMAT_VERSION, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` (tensors on CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist; is this a transferlab run folder?")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "classes" not in ckpt:
+        raise CheckpointError(f"'{path}' is not a transferlab checkpoint (no model/classes)")
+    return ckpt

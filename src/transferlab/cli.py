@@ -1,0 +1,176 @@
+"""Command line: a thin adapter from flags to the library API. No logic lives here."""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+_HELP = {
+    "out": "run folder to write", "model": "backbone (see `transferlab models`)",
+    "mode": "scratch | features | finetune", "weights": "local state-dict file for the backbone",
+    "lr": "learning rate of the head (default: chosen by mode and optimizer)",
+    "num_workers": "data loader processes (-1: chosen for this machine)",
+}
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, generated so the config stays the single source of truth."""
+    from .config import TrainConfig
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("data", "extra"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_ = _HELP.get(f.name, "")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            p.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="transferlab", description="Transfer learning for small image folders.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("split", help="write a reproducible stratified split manifest (no copying)")
+    p.add_argument("src", help="ImageFolder root")
+    p.add_argument("--out", required=True, help="folder for split.csv and split.json")
+    p.add_argument("--train-per-class", type=int)
+    p.add_argument("--val-per-class", type=int)
+    p.add_argument("--train-fraction", type=float)
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--groups", help="CSV of file pairs (relative to SRC) kept on one side of the split")
+
+    p = sub.add_parser("train", help="train a classifier and write a run folder")
+    p.add_argument("data", nargs="?", help="ImageFolder root (flat or train/val/test) or CSV manifest")
+    p.add_argument("--config", help="YAML file layered under the flags")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last.pt")
+    _add_train_flags(p)
+
+    p = sub.add_parser("evaluate", help="score a run on its test split or another data set")
+    p.add_argument("run", help="run folder")
+    p.add_argument("data", nargs="?", help="other data set (default: the run's own test/val split)")
+    p.add_argument("--out", help="where to write eval.json and report.md")
+    p.add_argument("--checkpoint", default="best.pt")
+
+    p = sub.add_parser("predict", help="predict images, folders or globs")
+    p.add_argument("run", help="run folder")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--csv", help="write predictions as CSV")
+    p.add_argument("--json", help="write predictions as JSON")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--checkpoint", default="best.pt")
+
+    sub.add_parser("models", help="list backbones and whether their weights are on this machine")
+
+    p = sub.add_parser("demo", help="train and check a real-vs-fake detector on built-in photos")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--mode", default="features", choices=["scratch", "features", "finetune"])
+    p.add_argument("--epochs", type=int, default=6)
+    return ap
+
+
+def _cmd_split(a) -> int:
+    from .split import SplitSpec, split_folder
+    spec = SplitSpec(a.train_per_class, a.val_per_class, a.train_fraction, a.val_fraction, a.seed)
+    index, warnings = split_folder(a.src, a.out, spec, a.groups)
+    for split, counts in index.counts().items():
+        print(f"{split:>5}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
+    for p, r in index.skipped:
+        print(f"skipped {p}: {r}")
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"wrote {Path(a.out) / 'split.csv'}")
+    return 0
+
+
+def _cmd_train(a) -> int:
+    from .config import TrainConfig, load_config
+    from .training import train
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    flags = {k: v for k, v in vars(a).items() if k in names and v is not None}
+    if a.resume:
+        train(resume=a.resume, overrides=flags)
+        return 0
+    if not a.data:
+        raise SystemExit("transferlab train: DATA is required (or --resume RUN_DIR)")
+    cfg = load_config(a.config, {**flags, "data": a.data})
+    train(cfg)
+    return 0
+
+
+def _cmd_evaluate(a) -> int:
+    from .evaluation import evaluate_run, render_markdown
+    report = evaluate_run(a.run, a.data, a.out, a.checkpoint)
+    print(render_markdown(report).split("\n| class")[0])
+    return 0
+
+
+def _cmd_predict(a) -> int:
+    from .inference import Predictor, expand_inputs
+    files, problems = expand_inputs(a.paths)
+    pred = Predictor.from_run(a.run, a.checkpoint, batch_size=a.batch_size)
+    results = pred.predict_paths(files) if files else []
+    width = max([len(r.path) for r in results] + [4])
+    print(f"{'path':<{width}}  {'prediction':<12}" + "".join(f"  {c:>10}" for c in pred.classes))
+    for r in results:
+        probs = "".join(f"  {r.probs[c]:>10.4f}" for c in pred.classes) if r.label else f"  unreadable: {r.error}"
+        print(f"{r.path:<{width}}  {r.label or '-':<12}{probs}")
+    for item, why in problems:
+        print(f"skipped {item}: {why}", file=sys.stderr)
+    if a.csv:
+        with open(a.csv, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "prediction", *[f"p_{c}" for c in pred.classes], "error"])
+            for r in results:
+                w.writerow([r.path, r.label or "", *[r.probs.get(c, "") for c in pred.classes], r.error or ""])
+    if a.json:
+        Path(a.json).write_text(json.dumps({"classes": pred.classes, "threshold": pred.threshold,
+                                            "predictions": [r.to_dict() for r in results],
+                                            "problems": [{"path": p, "reason": w} for p, w in problems]},
+                                           indent=2))
+    return 0
+
+
+def _cmd_models(a) -> int:
+    from .backbones import get_spec, names
+    rows = [(n, get_spec(n)) for n in names()]
+    print(f"{'name':<20} {'input':>5}  {'weights':<24} source")
+    for n, s in rows:
+        print(f"{n:<20} {s.input_size:>5}  {s.weights.status():<24} {s.weights.describe()}")
+    print("\nweights: bundled = ships in a pip package (offline); cached = in the torch cache; "
+          "download = needs internet once (or --weights PATH); none = train with --mode scratch")
+    return 0
+
+
+def _cmd_demo(a) -> int:
+    from .demo import run_demo
+    run_demo(a.out, a.mode, a.epochs)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .data import DataError
+    from .weights import WeightsUnavailable
+    args = build_parser().parse_args(argv)
+    handler = {"split": _cmd_split, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
+               "models": _cmd_models, "demo": _cmd_demo}[args.command]
+    try:
+        return handler(args)
+    except (ConfigError, DataError, WeightsUnavailable, CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyError as e:  # unknown backbone name
+        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""One typed config schema: dataclass defaults, then a YAML file, then CLI flags.
+
+Unknown keys fail loudly with a close-match suggestion; values are parsed with
+``yaml.safe_load`` semantics, never ``eval``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+__all__ = ["TrainConfig", "ConfigError", "MODES", "OPTIMIZERS", "SCHEDULERS", "METRICS",
+           "AUGMENTS", "load_config", "config_to_dict", "save_config"]
+
+MODES = ("scratch", "features", "finetune")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULERS = ("onecycle", "cosine", "step", "none")
+METRICS = ("accuracy", "loss", "auc")
+AUGMENTS = ("none", "light")
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot be used; the message says the fix."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs. Defaults here are the only defaults."""
+
+    data: str = ""                    # ImageFolder root (flat or train/val/test) or CSV manifest
+    out: str = "runs/run"             # run folder to write
+    model: str = DEFAULT_MODEL        # backbone registry name (`transferlab models`)
+    mode: str = "features"            # scratch | features | finetune
+    weights: str | None = None        # local state-dict file instead of the registry's weights
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adamw"          # sgd | adamw
+    lr: float | None = None           # None: chosen by mode (see default_lr)
+    backbone_lr_mult: float = 0.1     # finetune: backbone lr = lr * this
+    momentum: float = 0.9             # sgd only
+    weight_decay: float = 1e-4
+    scheduler: str = "onecycle"       # onecycle | cosine | step | none
+    step_size: int = 7                # step scheduler: epochs between decays
+    gamma: float = 0.1                # step scheduler: decay factor
+    label_smoothing: float = 0.0
+    metric: str = "accuracy"          # validation metric that picks best.pt: accuracy | loss | auc
+    patience: int = 0                 # early stopping after this many epochs without improvement; 0 = off
+    seed: int = 0
+    augment: str = "light"            # none | light (random resized crop + flip)
+    crop_scale_min: float = 0.25      # light augmentation: smallest random-resized-crop area
+    image_size: int | None = None     # None: the backbone's own input size
+    val_fraction: float = 0.2         # carved from train (stratified, seeded) when data has no val split
+    num_workers: int = -1             # -1: chosen for this machine
+    device: str = "auto"              # auto | cpu | cuda | cuda:N
+    amp: bool = True                  # mixed precision on CUDA (ignored on CPU)
+    channels_last: bool = True        # NHWC memory format: 2-4x faster convolutions on CPU
+    dropout: float = 0.0              # dropout before the new head
+    aux_weight: float = 0.4           # inception_v3: loss = main + aux_weight * aux
+    positive_class: str | None = None  # two classes: the "positive" one for ROC/AP; None: guessed
+    progress: bool = True             # progress bar
+    extra: dict = field(default_factory=dict)  # free-form notes carried into the run folder
+
+    def default_lr(self) -> float:
+        """Learning rate for the new head when ``lr`` is not set."""
+        if self.lr is not None:
+            return self.lr
+        if self.optimizer == "sgd":
+            return {"scratch": 0.05, "features": 0.01, "finetune": 0.01}[self.mode]
+        return {"scratch": 3e-3, "features": 3e-3, "finetune": 1e-3}[self.mode]
+
+    def validate(self) -> "TrainConfig":
+        _choice("mode", self.mode, MODES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("scheduler", self.scheduler, SCHEDULERS)
+        _choice("metric", self.metric, METRICS)
+        _choice("augment", self.augment, AUGMENTS)
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if not 0.0 < self.crop_scale_min <= 1.0:
+            raise ConfigError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        return self
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        hint = difflib.get_close_matches(str(value), allowed, n=1)
+        extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise ConfigError(f"{key}='{value}' is not one of {', '.join(allowed)}{extra}")
+
+
+def _coerce(name: str, value: Any, default: Any, type_str: str) -> Any:
+    """Coerce a YAML/CLI value to the dataclass field's type; strings are parsed safely."""
+    if value is None:
+        return None
+    if isinstance(value, str) and ("int" in type_str or "float" in type_str or "bool" in type_str):
+        parsed = yaml.safe_load(value)
+        value = parsed if parsed is not None else value
+    try:
+        if "bool" in type_str:
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if "int" in type_str and "float" not in type_str and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            return int(value)
+        if "float" in type_str and not isinstance(value, bool):
+            return float(value)
+        if "dict" in type_str:
+            if not isinstance(value, dict):
+                raise TypeError
+            return value
+        return str(value) if "str" in type_str else value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} is not a valid {type_str}") from None
+
+
+def load_config(yaml_path: str | Path | None = None,
+                overrides: Mapping[str, Any] | None = None,
+                base: TrainConfig | None = None) -> TrainConfig:
+    """Layer a YAML file and then ``overrides`` over ``base`` (default: the dataclass defaults).
+
+    Returns a validated :class:`TrainConfig`. Raises :class:`ConfigError` naming the bad key.
+    """
+    values = config_to_dict(base or TrainConfig())
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if yaml_path is not None:
+        loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{yaml_path}: expected a mapping of key: value")
+        layers.append((str(yaml_path), loaded))
+    if overrides:
+        layers.append(("overrides", {k: v for k, v in overrides.items() if v is not None}))
+    types = {f.name: str(f.type) for f in fields(TrainConfig)}
+    for origin, layer in layers:
+        for key, value in layer.items():
+            if key not in types:
+                hint = difflib.get_close_matches(key, list(types), n=1)
+                extra = f"; did you mean '{hint[0]}'?" if hint else ""
+                raise ConfigError(f"unknown config key '{key}' in {origin}{extra}")
+            values[key] = _coerce(key, value, values[key], types[key])
+    return TrainConfig(**values).validate()
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain-data copy of a config (safe for YAML and ``torch.load(weights_only=True)``)."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML, one key per line."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

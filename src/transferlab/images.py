@@ -1,0 +1,101 @@
+"""Reading one image file into RGB, or saying precisely why it cannot be read.
+
+Every image the tool touches goes through :func:`load_rgb`, so training, evaluation,
+prediction and the demo agree on EXIF orientation and colour conversion.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "is_image_name", "load_rgb", "check_image", "to_rgb"]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+# A decompression bomb is refused rather than decoded; 8k x 8k is plenty for this tool.
+Image.MAX_IMAGE_PIXELS = 64_000_000
+
+
+class ImageReadError(OSError):
+    """An image file that cannot be used; ``reason`` is short and human-readable."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def is_image_name(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def check_image(path: str | Path) -> None:
+    """Cheap header check (no full decode). Raises :class:`ImageReadError`."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise ImageReadError(p, f"cannot read file ({e.strerror})") from None
+    if size == 0:
+        raise ImageReadError(p, "zero-byte file")
+    try:
+        with Image.open(p) as im:
+            im.verify()
+    except UnidentifiedImageError:
+        raise ImageReadError(p, "not an image (unrecognised content)") from None
+    except Exception as e:  # PIL raises many types for broken headers
+        raise ImageReadError(p, f"corrupt image ({type(e).__name__}: {e})") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB.
+
+    16/32-bit greyscale is rescaled (PIL's own conversion clips it to white); alpha is
+    composited onto white so transparent areas do not turn into arbitrary colours.
+    """
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+        im = Image.fromarray((a * 255.0 + 0.5).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Decode ``path`` fully, apply EXIF orientation and return an RGB image.
+
+    Raises :class:`ImageReadError` for zero-byte, non-image, corrupt or truncated files.
+    """
+    p = Path(path)
+    try:
+        if p.stat().st_size == 0:
+            raise ImageReadError(p, "zero-byte file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Possibly corrupt EXIF data"
+            with Image.open(p) as im:
+                im.load()
+                im = ImageOps.exif_transpose(im) or im
+                return to_rgb(im)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(p, "not an image (unrecognised content)") from None
+    except OSError as e:
+        msg = str(e)
+        reason = "truncated image" if "truncated" in msg else f"corrupt image ({msg})"
+        raise ImageReadError(p, reason) from None
+    except Exception as e:  # decoder errors surface as ValueError, SyntaxError, ...
+        raise ImageReadError(p, f"corrupt image ({type(e).__name__}: {e})") from None

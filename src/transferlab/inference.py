@@ -1,0 +1,118 @@
+"""Prediction from a run folder: ``Predictor.from_run(RUN_DIR).predict(images)``."""
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .backbones import TransferModel, create_model
+from .checkpoint import load_checkpoint
+from .data import Sample, make_loader
+from .engine import evaluate, resolve_device, set_threads
+from .images import is_image_name, to_rgb
+from .transforms import eval_transform
+
+__all__ = ["Predictor", "Prediction", "expand_inputs"]
+
+
+@dataclass
+class Prediction:
+    path: str
+    label: str | None             # predicted class; None when the file could not be read
+    probs: dict[str, float]
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "label": self.label, "probs": self.probs, "error": self.error}
+
+
+def expand_inputs(items: Iterable[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files, folders (recursive, image suffixes) and globs -> (files, problems)."""
+    files, problems = [], []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image_name(f))
+            files += found
+            if not found:
+                problems.append((str(p), "folder has no image files"))
+        elif p.is_file():
+            files.append(str(p))
+        else:
+            matched = sorted(f for f in glob.glob(str(item), recursive=True) if Path(f).is_file())
+            files += matched
+            if not matched:
+                problems.append((str(item), "no such file, folder or glob match"))
+    return files, problems
+
+
+class Predictor:
+    """A trained model plus its preprocessing, classes and decision threshold."""
+
+    def __init__(self, model: TransferModel, classes: list[str], preprocess: dict,
+                 threshold: float | None = None, positive_class: str | None = None,
+                 device: str = "auto", batch_size: int = 32, num_workers: int = -1):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.model.to(memory_format=torch.channels_last)
+        self.classes, self.preprocess = classes, preprocess
+        self.threshold, self.positive_class = threshold, positive_class
+        self.transform = eval_transform(preprocess)
+        self.batch_size, self.num_workers = batch_size, num_workers
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, checkpoint: str = "best.pt", **kw) -> "Predictor":
+        set_threads()
+        ckpt = load_checkpoint(Path(run_dir) / checkpoint)
+        model = create_model(ckpt["backbone"], len(ckpt["classes"]), pretrained=False,
+                             dropout=ckpt["config"].get("dropout", 0.0))
+        model.load_state_dict(ckpt["model"])
+        return cls(model, list(ckpt["classes"]), ckpt["preprocess"], ckpt.get("threshold"),
+                   ckpt.get("positive_class"), **kw)
+
+    def _label(self, probs: np.ndarray) -> str:
+        if self.threshold is not None and self.positive_class is not None and len(self.classes) == 2:
+            pos = self.classes.index(self.positive_class)
+            return self.classes[pos] if probs[pos] >= self.threshold else self.classes[1 - pos]
+        return self.classes[int(probs.argmax())]
+
+    @torch.inference_mode()
+    def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
+        """Probabilities ``(B, C)`` for preprocessed images ``(B, 3, H, W)``."""
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        return self.model(x).float().softmax(1).cpu().numpy()
+
+    def predict(self, images: Sequence[str | Path | Image.Image]) -> list[Prediction]:
+        """Predict PIL images and/or file paths (batched). Unreadable files come back with
+        ``label=None`` and ``error`` set, never an exception."""
+        pil = [(i, im) for i, im in enumerate(images) if isinstance(im, Image.Image)]
+        paths = [(i, str(p)) for i, p in enumerate(images) if not isinstance(p, Image.Image)]
+        out: list[Prediction | None] = [None] * len(images)
+        for start in range(0, len(pil), self.batch_size):
+            chunk = pil[start:start + self.batch_size]
+            x = torch.stack([self.transform(to_rgb(im)) for _, im in chunk])
+            for (i, _), p in zip(chunk, self.predict_tensor(x)):
+                out[i] = self._make(f"<image {i}>", p)
+        if paths:
+            for (i, path), pred in zip(paths, self.predict_paths([p for _, p in paths])):
+                out[i] = pred
+        return [p for p in out if p is not None]
+
+    def predict_paths(self, paths: Sequence[str]) -> list[Prediction]:
+        samples = [Sample(p, 0) for p in paths]
+        loader = make_loader(samples, self.transform, self.batch_size, False, self.num_workers)
+        res = evaluate(self.model, loader, self.device)
+        out: list[Prediction] = [Prediction(p, None, {}, "unreadable") for p in paths]
+        for idx, reason in res["skipped"]:
+            out[idx] = Prediction(paths[idx], None, {}, reason)
+        for idx, p in zip(res["indices"], res["probs"]):
+            out[int(idx)] = self._make(paths[int(idx)], p)
+        return out
+
+    def _make(self, path: str, probs: np.ndarray) -> Prediction:
+        return Prediction(path, self._label(probs), {c: float(v) for c, v in zip(self.classes, probs)})

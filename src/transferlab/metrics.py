@@ -1,0 +1,101 @@
+"""Classification metrics on predicted probabilities, via scikit-learn.
+
+All functions take ``labels (N,)`` ints and ``probs (N, C)`` floats and return plain
+Python data (JSON-ready).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from sklearn import metrics as skm
+
+__all__ = ["guess_positive", "binary_scores", "equal_error_rate", "eer_threshold",
+           "classification_report", "accuracy"]
+
+_FAKE = re.compile(r"fake|synthetic|generated|manipulated|spoof|forged|(^|[^a-z])gan([^a-z]|$)", re.I)
+
+
+def guess_positive(classes: list[str], positive: str | None = None) -> int:
+    """Index of the positive class for two-class metrics.
+
+    An explicit ``positive`` wins; else a class whose name looks like "fake"/"generated";
+    else index 1 (scikit-learn's convention).
+    """
+    if positive is not None:
+        if positive not in classes:
+            raise ValueError(f"positive class '{positive}' is not one of {classes}")
+        return classes.index(positive)
+    hits = [i for i, c in enumerate(classes) if _FAKE.search(c)]
+    return hits[0] if len(hits) == 1 else 1
+
+
+def accuracy(labels: np.ndarray, probs: np.ndarray) -> float:
+    return float((np.asarray(probs).argmax(1) == np.asarray(labels)).mean()) if len(labels) else 0.0
+
+
+def equal_error_rate(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    """``(eer, threshold)``: the point where false-positive and false-negative rates meet.
+
+    ``y`` is 1 for the positive class, ``score`` its probability.
+    """
+    fpr, tpr, thr = skm.roc_curve(y, score)
+    fnr = 1 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    eer = float((fpr[i] + fnr[i]) / 2)
+    return eer, float(min(thr[i], 1.0))
+
+
+def eer_threshold(labels: np.ndarray, probs: np.ndarray, positive: int) -> float:
+    """Threshold on P(positive) at the equal-error point, chosen on (validation) data."""
+    y = (np.asarray(labels) == positive).astype(int)
+    if y.min() == y.max():
+        return 0.5
+    return equal_error_rate(y, np.asarray(probs)[:, positive])[1]
+
+
+def binary_scores(labels: np.ndarray, probs: np.ndarray, positive: int,
+                  threshold: float | None = None) -> dict:
+    """ROC-AUC, average precision, EER and (given ``threshold``) accuracy at that threshold."""
+    y = (np.asarray(labels) == positive).astype(int)
+    score = np.asarray(probs)[:, positive]
+    out: dict = {"positive_class_index": positive}
+    if y.min() == y.max():
+        out.update(roc_auc=None, average_precision=None, eer=None,
+                   note="only one class present: ROC-AUC, AP and EER are undefined")
+    else:
+        eer, eer_thr = equal_error_rate(y, score)
+        out.update(roc_auc=float(skm.roc_auc_score(y, score)),
+                   average_precision=float(skm.average_precision_score(y, score)),
+                   eer=eer, eer_threshold=eer_thr)
+    if threshold is not None:
+        out["threshold"] = float(threshold)
+        out["accuracy_at_threshold"] = float(((score >= threshold).astype(int) == y).mean())
+    return out
+
+
+def classification_report(labels: np.ndarray, probs: np.ndarray, classes: list[str],
+                          positive: int | None = None, threshold: float | None = None) -> dict:
+    """Accuracy, per-class accuracy, confusion matrix, precision/recall/F1 and, for two classes,
+    :func:`binary_scores`. The confusion matrix is ``cm[true][pred]``."""
+    labels = np.asarray(labels)
+    probs = np.asarray(probs)
+    pred = probs.argmax(1)
+    k = list(range(len(classes)))
+    cm = skm.confusion_matrix(labels, pred, labels=k)
+    p, r, f1, support = skm.precision_recall_fscore_support(labels, pred, labels=k, zero_division=0)
+    per_class = {}
+    for i, name in enumerate(classes):
+        n = int(cm[i].sum())
+        per_class[name] = {"accuracy": float(cm[i, i] / n) if n else None, "precision": float(p[i]),
+                           "recall": float(r[i]), "f1": float(f1[i]), "support": int(support[i])}
+    out = {"n": int(len(labels)), "accuracy": accuracy(labels, probs),
+           "balanced_accuracy": float(np.mean([v["accuracy"] for v in per_class.values()
+                                                if v["accuracy"] is not None])) if len(labels) else 0.0,
+           "macro_f1": float(np.mean(f1)), "per_class": per_class,
+           "confusion_matrix": cm.tolist(), "classes": list(classes)}
+    if len(classes) == 2:
+        pos = guess_positive(list(classes)) if positive is None else positive
+        out["binary"] = binary_scores(labels, probs, pos, threshold)
+        out["positive_class"] = classes[pos]
+    return out

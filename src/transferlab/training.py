@@ -1,0 +1,269 @@
+"""``train(cfg)``: from a data folder to a self-describing run folder.
+
+The run folder holds ``config.yaml``, ``split.csv``, ``metrics.csv``, ``best.pt``, ``last.pt``,
+``curves.png``, ``confusion_matrix.png``, ``val_predictions.png`` and ``summary.json``.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import platform
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .backbones import TransferModel, create_model, get_spec
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig, config_to_dict, load_config, save_config
+from .data import DataIndex, load_index, make_loader, read_manifest, write_manifest, carve_validation
+from .engine import FitState, build_optimizer, build_scheduler, fit, resolve_device, set_threads
+from .metrics import classification_report, guess_positive
+from .plots import plot_confusion, plot_curves, plot_prediction_grid
+from .transforms import eval_transform, train_transform
+
+__all__ = ["train", "RunResult", "prepare_data", "build_model", "thumbnails"]
+
+_METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_metric", "lr", "seconds"]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    best_epoch: int
+    best_val_acc: float
+    summary: dict
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
+    """The model for ``cfg.mode``; fails fast (before any data is read) when pretrained weights
+    are missing."""
+    spec = get_spec(cfg.model)
+    if cfg.mode == "scratch" and cfg.weights:
+        raise ConfigError("--weights loads pretrained weights, but --mode scratch means random init; "
+                          "use --mode finetune or --mode features")
+    model = create_model(spec.name, num_classes, pretrained=cfg.mode != "scratch" and not cfg.weights,
+                         weights_path=cfg.weights, dropout=cfg.dropout)
+    model.freeze_body(cfg.mode == "features")
+    return model
+
+
+def prepare_data(cfg: TrainConfig) -> tuple[DataIndex, list[str]]:
+    """Index ``cfg.data``; carve a stratified, seeded validation split from train when there is
+    none. Returns the index and human-readable notes."""
+    index = load_index(cfg.data)
+    notes = list(index.notes)
+    if not index.splits.get("train"):
+        raise ConfigError(f"'{cfg.data}' has no training images (no train split)")
+    if not index.splits.get("val"):
+        train, val = carve_validation(index.splits["train"], cfg.val_fraction, cfg.seed)
+        index.splits["train"], index.splits["val"] = train, val
+        notes.append(f"no validation split in the data: carved {len(val)} images "
+                     f"({cfg.val_fraction:.0%} per class, seed {cfg.seed}) from train")
+    return index, notes
+
+
+def thumbnails(paths: list[str], size: int = 112) -> list[np.ndarray]:
+    """Square centre-cropped thumbnails ``(size, size, 3)`` uint8 for prediction grids."""
+    from PIL import ImageOps
+    from .images import ImageReadError, load_rgb
+    out = []
+    for p in paths:
+        try:
+            out.append(np.asarray(ImageOps.fit(load_rgb(p), (size, size))))
+        except ImageReadError:
+            out.append(np.zeros((size, size, 3), np.uint8))
+    return out
+
+
+def _machine(device: torch.device) -> dict:
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"python": platform.python_version(), "torch": torch.__version__, "transferlab": __version__,
+            "device": str(device), "gpu": gpu, "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads()}
+
+
+class _RunWriter:
+    """Writes per-epoch rows and checkpoints into the run folder."""
+
+    def __init__(self, run_dir: Path, cfg: TrainConfig, model: TransferModel, index: DataIndex, pre: dict,
+                 opt, scheduler):
+        self.run_dir, self.cfg, self.model, self.index, self.pre = run_dir, cfg, model, index, pre
+        self.opt, self.scheduler = opt, scheduler
+        self.skipped: dict[str, str] = dict(index.skipped)
+
+    def payload(self) -> dict:
+        return {"model": self.model.state_dict(), "classes": self.index.classes,
+                "backbone": self.cfg.model, "mode": self.cfg.mode, "preprocess": self.pre,
+                "config": config_to_dict(self.cfg), "threshold": None,
+                "positive_class": self.index.classes[guess_positive(self.index.classes, self.cfg.positive_class)]
+                if len(self.index.classes) == 2 else None}
+
+    def on_epoch_end(self, record: dict, improved: bool, state: FitState, val: dict) -> None:
+        for split in ("train", "val"):
+            for i, reason in record[f"skipped_{split}"]:
+                self.skipped.setdefault(self.index.splits[split][i].path, reason)
+        metrics = self.run_dir / "metrics.csv"
+        new = not metrics.exists()
+        with open(metrics, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=_METRIC_FIELDS, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(record)
+        if improved:
+            save_checkpoint({**self.payload(), "epoch": record["epoch"], "val": record}, self.run_dir / "best.pt")
+        save_checkpoint({**self.payload(), "epoch": record["epoch"], "optimizer": self.opt.state_dict(),
+                         "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                         "fit_state": dataclasses.asdict(state),
+                         "skipped": sorted(self.skipped.items())}, self.run_dir / "last.pt")
+        star = " *" if improved else ""
+        _log(f"epoch {record['epoch']:>3}/{self.cfg.epochs}  train loss {record['train_loss']:.4f} "
+             f"acc {record['train_acc']:.3f} | val loss {record['val_loss']:.4f} acc {record['val_acc']:.3f} "
+             f"| lr {record['lr']:.2e} | {record['seconds']:.1f}s{star}")
+
+
+def _resume(run_dir: Path, overrides: dict | None) -> tuple[TrainConfig, dict]:
+    last = load_checkpoint(run_dir / "last.pt")
+    saved = TrainConfig(**last["config"])
+    cfg = load_config(None, overrides or {}, base=saved)
+    if cfg.epochs != saved.epochs and cfg.scheduler in ("onecycle", "cosine"):
+        raise ConfigError(f"cannot change epochs from {saved.epochs} to {cfg.epochs} on resume with the "
+                          f"'{cfg.scheduler}' schedule (its length is fixed); start a new run instead")
+    return cfg, last
+
+
+def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
+          overrides: dict | None = None) -> RunResult:
+    """Train one model and write its run folder. ``resume``: a run folder to continue from its
+    ``last.pt`` (model, optimizer, scheduler, history); ``overrides`` may raise ``epochs``."""
+    last = None
+    if resume is not None:
+        cfg, last = _resume(Path(resume), overrides)
+        cfg.out = str(resume)
+    assert cfg is not None
+    cfg.validate()
+    seed_everything(cfg.seed)
+    set_threads()
+    device = resolve_device(cfg.device)
+    run_dir = Path(cfg.out)
+    spec = get_spec(cfg.model)
+
+    if last is not None:
+        index = read_manifest(run_dir / "split.csv")
+        notes = ["resumed from last.pt"]
+    else:
+        index, notes = prepare_data(cfg)
+    model = build_model(cfg, len(index.classes)) if last is None else create_model(
+        cfg.model, len(index.classes), pretrained=False, dropout=cfg.dropout)
+    if last is not None:
+        model.load_state_dict(last["model"])
+        model.freeze_body(cfg.mode == "features")
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    pre = spec.preprocess(cfg.image_size)
+    pin = device.type == "cuda"
+    train_loader = make_loader(index.splits["train"], train_transform(pre, cfg.augment, cfg.crop_scale_min),
+                               cfg.batch_size, True, cfg.num_workers, cfg.seed, pin)
+    val_loader = make_loader(index.splits["val"], eval_transform(pre), cfg.batch_size * 2, False,
+                             cfg.num_workers, cfg.seed, pin)
+    opt = build_optimizer(model, cfg)
+    scheduler = build_scheduler(opt, cfg, len(train_loader))
+    state = FitState()
+    if last is not None:
+        opt.load_state_dict(last["optimizer"])
+        if scheduler is not None and last.get("scheduler"):
+            scheduler.load_state_dict(last["scheduler"])
+        fs = last["fit_state"]
+        state = FitState(**fs)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.csv").unlink(missing_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        write_manifest(index, run_dir / "split.csv", relative=False)
+
+    counts = index.counts()
+    n_train, n_total = _param_counts(model)
+    _log(f"data: {cfg.data}  classes: {index.classes}  " +
+         "  ".join(f"{k}: {sum(v.values())}" for k, v in counts.items()))
+    for note in notes:
+        _log(f"note: {note}")
+    _log(f"model: {cfg.model} ({cfg.mode}), {n_train:,} of {n_total:,} parameters trainable, "
+         f"input {pre['input_size']} px, device {device}")
+
+    writer = _RunWriter(run_dir, cfg, model, index, pre, opt, scheduler)
+    if last is not None:
+        writer.skipped.update(dict(last.get("skipped", [])))
+    t0 = time.perf_counter()
+    state = fit(model, train_loader, val_loader, opt, scheduler, device, cfg, state, writer.on_epoch_end)
+    wall = time.perf_counter() - t0
+    summary = _finish(run_dir, cfg, model, index, pre, state, writer, val_loader, device, notes, wall)
+    return RunResult(run_dir, state.best_epoch, summary["best_val_acc"], summary)
+
+
+def _param_counts(model: torch.nn.Module) -> tuple[int, int]:
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad),
+            sum(p.numel() for p in model.parameters()))
+
+
+def _finish(run_dir, cfg, model, index, pre, state, writer, val_loader, device, notes, wall) -> dict:
+    """Reload best.pt, write the validation figures and summary.json."""
+    from .engine import evaluate
+    best = load_checkpoint(run_dir / "best.pt")
+    model.load_state_dict(best["model"])
+    val = evaluate(model, val_loader, device, cfg.channels_last, cfg.amp)
+    report = classification_report(val["labels"], val["probs"], index.classes,
+                                   guess_positive(index.classes, cfg.positive_class)
+                                   if len(index.classes) == 2 else None)
+    plot_curves(state.history, run_dir / "curves.png")
+    plot_confusion(report["confusion_matrix"], index.classes, run_dir / "confusion_matrix.png",
+                   title=f"validation (best epoch {state.best_epoch})")
+    _val_grid(run_dir / "val_predictions.png", index, val)
+    n_train, n_total = _param_counts(model)
+    summary = {
+        "run_dir": str(run_dir.resolve()), "backbone": cfg.model, "mode": cfg.mode,
+        "epochs_run": state.epoch, "best_epoch": state.best_epoch, "best_val_metric": state.best,
+        "metric": cfg.metric, "best_val_acc": report["accuracy"], "val": report,
+        "history": state.history, "wall_seconds": wall,
+        "time_to_best_seconds": sum(h["seconds"] for h in state.history[:state.best_epoch]),
+        "params": {"trainable": n_train, "total": n_total}, "preprocess": pre,
+        "data": {"source": cfg.data, "classes": index.classes, "counts": index.counts(), "notes": notes,
+                 "skipped_count": len(writer.skipped),
+                 "skipped": [{"path": p, "reason": r} for p, r in sorted(writer.skipped.items())]},
+        "machine": _machine(device),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if writer.skipped:
+        _log(f"skipped {len(writer.skipped)} unreadable file(s):")
+        for p, r in sorted(writer.skipped.items()):
+            _log(f"  {p}: {r}")
+    _log(f"best epoch {state.best_epoch}: val accuracy {report['accuracy']:.4f}  -> {run_dir}")
+    return summary
+
+
+def _val_grid(path: Path, index: DataIndex, val: dict, n: int = 24) -> None:
+    if not len(val["indices"]):
+        return
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(val["indices"]), size=min(n, len(val["indices"])), replace=False)
+    samples = [index.splits["val"][val["indices"][i]] for i in pick]
+    imgs = thumbnails([s.path for s in samples])
+    items = [(img, index.classes[s.label], index.classes[int(val["probs"][i].argmax())],
+              float(val["probs"][i].max())) for img, s, i in zip(imgs, samples, pick)]
+    plot_prediction_grid(items, path, title="validation predictions (green right, red wrong)")
