@@ -7,6 +7,7 @@ which skips unreadable files at load time instead of crashing the epoch.
 from __future__ import annotations
 
 import csv
+import os
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -157,7 +158,7 @@ def read_manifest(path: str | Path, verify: bool = True) -> DataIndex:
                 raise DataError(f"manifest '{path}' line {n}: split '{row.get('split')}' is not "
                                 "train, val or test")
             p = Path(row["path"])
-            rows.append((str(p if p.is_absolute() else (base / p)), row["label"].strip(), split))
+            rows.append((os.path.normpath(p if p.is_absolute() else base / p), row["label"].strip(), split))
     classes = sorted({label for _, label, _ in rows})
     skipped: list[tuple[str, str]] = []
     splits: dict[str, list[Sample]] = {}
@@ -193,7 +194,6 @@ def write_manifest(index: DataIndex, path: str | Path, relative: bool = True) ->
 
 
 def _relpath(p: Path, base: Path) -> str:
-    import os
     try:
         return os.path.relpath(p, base)
     except ValueError:  # different drives on Windows
@@ -256,7 +256,6 @@ def collate_skipping(items) -> dict:
 
 def default_workers() -> int:
     """Decode in as many worker processes as there are cores (at most 4)."""
-    import os
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(4, n)
 

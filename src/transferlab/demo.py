@@ -41,16 +41,18 @@ def _texture(crop: np.ndarray) -> float:
     return float(lap.std())
 
 
-def make_fake(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def make_fake(crop: np.ndarray, rng: np.random.Generator, kernel: str | None = None) -> np.ndarray:
     """Down- then up-sample ``crop (H, W, 3) uint8`` by 2 with a generator-style kernel.
 
-    Half the time nearest-neighbour, half a stride-2 transposed convolution with a random
-    positive 3x3 kernel (uneven overlap -> checkerboard). Returns the same shape, uint8.
+    ``kernel``: ``nearest`` (nearest-neighbour), ``transposed`` (stride-2 transposed convolution
+    with a random positive 3x3 kernel: uneven overlap -> checkerboard), or None for either at
+    random. Returns the same shape, uint8.
     """
     h, w = crop.shape[:2]
     x = torch.from_numpy(np.array(crop)).permute(2, 0, 1).float().unsqueeze(0) / 255.0
     small = F.interpolate(x, size=(h // 2, w // 2), mode="bilinear", antialias=True, align_corners=False)
-    if rng.random() < 0.5:
+    kernel = kernel or ("nearest" if rng.random() < 0.5 else "transposed")
+    if kernel == "nearest":
         up = F.interpolate(small, scale_factor=2, mode="nearest")
     else:
         k = torch.from_numpy(rng.uniform(0.2, 1.0, (3, 3))).float()

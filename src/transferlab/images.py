@@ -47,7 +47,13 @@ def check_image(path: str | Path) -> None:
     except UnidentifiedImageError:
         raise ImageReadError(p, "not an image (unrecognised content)") from None
     except Exception as e:  # PIL raises many types for broken headers
-        raise ImageReadError(p, f"corrupt image ({type(e).__name__}: {e})") from None
+        raise ImageReadError(p, _reason(e)) from None
+
+
+def _reason(e: Exception) -> str:
+    if "truncated" in str(e).lower():
+        return "truncated image"
+    return f"corrupt image ({type(e).__name__}: {e})"
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -93,9 +99,5 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise ImageReadError(p, "not an image (unrecognised content)") from None
-    except OSError as e:
-        msg = str(e)
-        reason = "truncated image" if "truncated" in msg else f"corrupt image ({msg})"
-        raise ImageReadError(p, reason) from None
-    except Exception as e:  # decoder errors surface as ValueError, SyntaxError, ...
-        raise ImageReadError(p, f"corrupt image ({type(e).__name__}: {e})") from None
+    except Exception as e:  # decoder errors surface as OSError, ValueError, SyntaxError, ...
+        raise ImageReadError(p, _reason(e)) from None

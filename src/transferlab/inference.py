@@ -32,7 +32,7 @@ class Prediction:
 
 
 def expand_inputs(items: Iterable[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Files, folders (recursive, image suffixes) and globs -> (files, problems)."""
+    """Files, folders (recursive, image suffixes) and globs -> (unique files, problems)."""
     files, problems = [], []
     for item in items:
         p = Path(item)
@@ -48,7 +48,7 @@ def expand_inputs(items: Iterable[str | Path]) -> tuple[list[str], list[tuple[st
             files += matched
             if not matched:
                 problems.append((str(item), "no such file, folder or glob match"))
-    return files, problems
+    return list(dict.fromkeys(files)), problems  # each file once, first-seen order
 
 
 class Predictor:

@@ -54,6 +54,9 @@ def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
     """The model for ``cfg.mode``; fails fast (before any data is read) when pretrained weights
     are missing."""
     spec = get_spec(cfg.model)
+    if cfg.image_size is not None and cfg.image_size < spec.min_size:
+        raise ConfigError(f"image_size {cfg.image_size} is below {spec.min_size}, the smallest input "
+                          f"'{spec.name}' accepts; use --image-size {spec.min_size} or more")
     if cfg.mode == "scratch" and cfg.weights:
         raise ConfigError("--weights loads pretrained weights, but --mode scratch means random init; "
                           "use --mode finetune or --mode features")

@@ -19,10 +19,10 @@ class ScratchCNN(nn.Module):
     def __init__(self, num_classes: int = 1000, widths: tuple[int, ...] = (32, 64, 128, 256)):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 5, stride=2, padding=2, bias=False),
-                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)]
         for cin, cout in zip(widths[:-1], widths[1:]):
             layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)]  # ceil: tiny inputs never shrink to 0
         self.features = nn.Sequential(*layers)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(widths[-1], num_classes)
@@ -65,7 +65,8 @@ _tv("alexnet", "AlexNet_Weights", "classifier.6", "features", min_size=64)
 _tv("vgg11_bn", "VGG11_BN_Weights", "classifier.6", "features")
 _tv("squeezenet1_0", "SqueezeNet1_0_Weights", "classifier", "features", pool_head=True, min_size=64)
 _tv("densenet121", "DenseNet121_Weights", "classifier", "features")
-_tv("inception_v3", "Inception_V3_Weights", "fc", "Mixed_7c", input_size=299, min_size=75,
+_tv("inception_v3", "Inception_V3_Weights", "fc", "Mixed_7c", input_size=299,
+    min_size=299,  # the auxiliary branch needs a 17x17 Mixed_6e map: smaller inputs fail in training
     aux_head="AuxLogits.fc",
     # The torchvision weights expect transform_input=True (they were trained on [-1, 1] inputs).
     arch_kwargs={"aux_logits": True, "transform_input": True, "init_weights": True},

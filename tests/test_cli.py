@@ -1,0 +1,79 @@
+"""CLI smoke tests: split -> train -> evaluate -> predict on tiny images, through main()."""
+import csv
+import json
+import subprocess
+import sys
+import urllib.error
+
+import pytest
+import torch
+
+from transferlab.cli import main
+
+
+def test_split_train_evaluate_predict(tiny_folder, tmp_path, capsys):
+    assert main(["split", str(tiny_folder), "--out", str(tmp_path / "split"), "--train-per-class", "6",
+                 "--val-per-class", "2", "--seed", "1"]) == 0
+    manifest = tmp_path / "split" / "split.csv"
+    run = tmp_path / "run"
+    assert main(["train", str(manifest), "--model", "scratch_cnn", "--mode", "scratch", "--epochs", "2",
+                 "--image-size", "32", "--batch-size", "4", "--num-workers", "0", "--no-progress",
+                 "--out", str(run)]) == 0
+    assert (run / "best.pt").exists()
+    assert main(["evaluate", str(run)]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert report["split"] == "test" and report["n"] == 4
+    capsys.readouterr()
+    assert main(["predict", str(run), str(tiny_folder / "fake"), str(tmp_path / "nope.jpg"),
+                 "--csv", str(tmp_path / "p.csv"), "--json", str(tmp_path / "p.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "fake_00.png" in out and "nope.jpg" in err
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert len(rows) == 10 and {"p_fake", "p_real", "prediction"} <= set(rows[0])
+    js = json.loads((tmp_path / "p.json").read_text())
+    assert js["classes"] == ["fake", "real"] and len(js["predictions"]) == 10
+
+
+def test_train_with_yaml_config(tiny_folder, tmp_path):
+    (tmp_path / "c.yaml").write_text("model: scratch_cnn\nmode: scratch\nepochs: 1\nimage_size: 32\n"
+                                     "num_workers: 0\nprogress: false\n")
+    assert main(["train", str(tiny_folder), "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")]) == 0
+    assert "epochs: 1" in (tmp_path / "r" / "config.yaml").read_text()
+
+
+def test_offline_pretrained_resnet_fails_fast_with_fix(tiny_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
+                        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    rc = main(["train", str(tiny_folder), "--model", "resnet18", "--mode", "finetune", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "resnet18-f37072fd.pth" in err and "--weights" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_weights_file_works_for_resnet18(tiny_folder, tmp_path):
+    from transferlab.backbones import get_spec
+    torch.save(get_spec("resnet18").build().state_dict(), tmp_path / "r18.pth")
+    assert main(["train", str(tiny_folder), "--model", "resnet18", "--mode", "finetune", "--weights",
+                 str(tmp_path / "r18.pth"), "--epochs", "1", "--image-size", "32", "--num-workers", "0",
+                 "--no-progress", "--out", str(tmp_path / "r")]) == 0
+
+
+def test_user_errors_exit_2_with_message(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", str(tmp_path), "--mode", "fintune"]) == 2
+    assert "did you mean 'finetune'" in capsys.readouterr().err
+    assert main(["train", str(tmp_path), "--model", "resnet181"]) == 2
+    assert "resnet18" in capsys.readouterr().err
+
+
+def test_models_lists_registry_with_status(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_lite0" in out and "bundled" in out and "scratch_cnn" in out
+
+
+def test_console_script_is_installed():
+    res = subprocess.run([sys.executable, "-m", "transferlab.cli", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "predict" in res.stdout

@@ -1,0 +1,84 @@
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from transferlab.data import load_index
+from transferlab.split import SplitSpec, duplicate_files, make_split, read_groups, split_folder
+
+from conftest import FACES, make_folder
+
+
+def _side(splits, path):
+    return next(k for k, v in splits.items() if any(s.path == str(path) for s in v))
+
+
+def test_counts_per_class_and_rest_to_test(tmp_path):
+    src = make_folder(tmp_path / "src", n=10)
+    idx, warnings = split_folder(src, tmp_path / "out", SplitSpec(train_per_class=6, val_per_class=2, seed=3))
+    assert idx.counts() == {"train": {"fake": 6, "real": 6}, "val": {"fake": 2, "real": 2},
+                            "test": {"fake": 2, "real": 2}}
+    assert warnings == []
+    back = load_index(tmp_path / "out" / "split.csv")  # the manifest is a data source of its own
+    assert back.counts() == idx.counts()
+
+
+def test_fractions(tmp_path):
+    src = make_folder(tmp_path / "src", n=20)
+    idx, _ = split_folder(src, tmp_path / "out", SplitSpec(train_fraction=0.5, val_fraction=0.25))
+    assert idx.counts()["train"] == {"fake": 10, "real": 10}
+    assert idx.counts()["val"] == {"fake": 5, "real": 5}
+
+
+def test_reproducible_by_seed(tmp_path):
+    src = make_folder(tmp_path / "src", n=12)
+    samples = load_index(src).all_samples()
+    a = make_split(samples, 2, SplitSpec(train_per_class=6, seed=1))
+    assert a == make_split(samples, 2, SplitSpec(train_per_class=6, seed=1))
+    assert a != make_split(samples, 2, SplitSpec(train_per_class=6, seed=2))
+
+
+def test_groups_stay_on_one_side(tmp_path):
+    src = make_folder(tmp_path / "src", n=12)
+    pairs = tmp_path / "pairs.csv"
+    rows = ["file_a,file_b,similarity"] + [f"fake/fake_{i:02d}.png,real/real_{i:02d}.png,0.9" for i in range(8)]
+    rows.append("fake/fake_00.png,fake/fake_09.png,0.8")  # chains into the first group
+    pairs.write_text("\n".join(rows) + "\n")
+    groups = read_groups(pairs, src)
+    assert sorted(len(g) for g in groups) == [2] * 7 + [3]
+    for seed in range(5):
+        splits = make_split(load_index(src).all_samples(), 2, SplitSpec(train_per_class=6, seed=seed), groups)
+        for g in groups:
+            assert len({_side(splits, p) for p in g}) == 1, (seed, g)
+        assert Counter(s.label for s in splits["train"]) == {0: 6, 1: 6}
+
+
+def test_byte_identical_files_across_splits_warn(tmp_path):
+    src = make_folder(tmp_path / "src", n=10)
+    for i in range(10):  # every "real" is a copy of a "fake": some copies must straddle splits
+        shutil.copy(src / "fake" / f"fake_{i:02d}.png", src / "real" / f"real_{i:02d}.png")
+    idx, warnings = split_folder(src, tmp_path / "out", SplitSpec(train_per_class=5, seed=0))
+    assert warnings and "byte-identical" in warnings[0]
+    assert len(warnings) == len(duplicate_files(idx.splits))
+
+
+def test_both_counts_and_fractions_is_an_error(tmp_path):
+    src = make_folder(tmp_path / "src", n=4)
+    with pytest.raises(ValueError, match="either"):
+        split_folder(src, tmp_path / "o", SplitSpec(train_per_class=2, train_fraction=0.5))
+
+
+@pytest.mark.data
+def test_face_set_grouped_split():
+    if not FACES.exists():
+        pytest.skip(f"{FACES} missing")
+    groups = read_groups(FACES / "same_source_pairs.csv", FACES)
+    assert len(groups) >= 10 and all(Path(p).exists() for g in groups for p in g)
+    samples = load_index(FACES, verify=False).all_samples()
+    splits = make_split(samples, 2, SplitSpec(train_per_class=500, val_per_class=60, seed=0), groups)
+    counts = {k: Counter(s.label for s in v) for k, v in splits.items()}
+    assert counts["train"] == {0: 500, 1: 500}
+    assert sum(counts["test"].values()) == 1340 - 1000 - 120
+    for g in groups:
+        assert len({_side(splits, p) for p in g}) == 1

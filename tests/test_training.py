@@ -1,0 +1,113 @@
+import csv
+import json
+import os
+
+import pytest
+import torch
+import yaml
+
+from transferlab.checkpoint import load_checkpoint
+from transferlab.config import ConfigError, load_config
+from transferlab.training import train
+
+from conftest import HYMENOPTERA
+
+RUN_FILES = {"config.yaml", "split.csv", "metrics.csv", "best.pt", "last.pt", "curves.png",
+             "confusion_matrix.png", "val_predictions.png", "summary.json"}
+
+
+def test_run_folder_is_self_describing(tiny_folder, tmp_path, fast_overrides):
+    cfg = load_config(None, {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / "run")})
+    res = train(cfg)
+    run = tmp_path / "run"
+    assert RUN_FILES <= set(os.listdir(run))
+    assert not [f for f in os.listdir(run) if f.endswith(".tmp")]
+    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"} <= set(rows[0])
+    ckpt = load_checkpoint(run / "best.pt")
+    assert ckpt["classes"] == ["fake", "real"] and ckpt["backbone"] == "scratch_cnn"
+    assert ckpt["preprocess"]["input_size"] == 32 and ckpt["config"]["mode"] == "scratch"
+    assert ckpt["positive_class"] == "fake"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_epoch"] == res.best_epoch and summary["data"]["counts"]["val"] == {"fake": 2, "real": 2}
+    assert any("carved" in n for n in summary["data"]["notes"])
+
+
+def test_messy_folder_trains_and_names_every_skipped_file(messy_folder, tmp_path, fast_overrides, capsys):
+    root, bad = messy_folder
+    cfg = load_config(None, {**fast_overrides, "data": str(root), "out": str(tmp_path / "run"),
+                             "num_workers": 2, "val_fraction": 0.3})
+    train(cfg)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    skipped = {os.path.basename(s["path"]): s["reason"] for s in summary["data"]["skipped"]}
+    # truncated/corrupt files are only found when decoded: they may land in train or val,
+    # either way they are skipped and named
+    assert set(bad) == set(skipped), skipped
+    for name, word in bad.items():
+        assert word in skipped[name]
+    assert summary["data"]["skipped_count"] == 4
+    out = capsys.readouterr().out
+    assert all(name in out for name in bad)
+
+
+def test_resume_continues_from_last(tiny_folder, tmp_path, fast_overrides):
+    over = {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / "run"), "scheduler": "step",
+            "epochs": 2}
+    train(load_config(None, over))
+    first = load_checkpoint(tmp_path / "run" / "last.pt")
+    res = train(resume=tmp_path / "run", overrides={"epochs": 4})
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["epoch"] == 4 and len(last["fit_state"]["history"]) == 4
+    assert first["optimizer"]["state"]  # optimizer state was saved and carried
+    assert res.summary["epochs_run"] == 4
+
+
+def test_resume_refuses_to_stretch_onecycle(tiny_folder, tmp_path, fast_overrides):
+    train(load_config(None, {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / "run")}))
+    with pytest.raises(ConfigError, match="cannot change epochs"):
+        train(resume=tmp_path / "run", overrides={"epochs": 5})
+
+
+def test_missing_weights_fail_before_anything_is_written(tiny_folder, tmp_path, monkeypatch):
+    import urllib.error
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
+                        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    from transferlab.weights import WeightsUnavailable
+    with pytest.raises(WeightsUnavailable):
+        train(load_config(None, {"data": str(tiny_folder), "out": str(tmp_path / "run"), "model": "resnet18",
+                                 "mode": "finetune"}))
+    assert not (tmp_path / "run").exists()
+
+
+def test_features_mode_trains_only_the_head(tiny_folder, tmp_path, fast_overrides):
+    over = {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / "run"), "model": "efficientnet_lite0",
+            "mode": "features", "image_size": 32}
+    train(load_config(None, over))
+    from transferlab.backbones import create_model
+    ref = create_model("efficientnet_lite0", 2, pretrained=True)
+    got = load_checkpoint(tmp_path / "run" / "best.pt")["model"]
+    body = {k: v for k, v in got.items() if k.startswith("body.")}
+    assert body and all(torch.equal(v, ref.state_dict()[k]) for k, v in body.items())
+    assert not torch.equal(got["head.weight"], ref.state_dict()["head.weight"])
+
+
+def test_image_size_below_minimum_is_refused(tiny_folder, tmp_path, fast_overrides):
+    with pytest.raises(ConfigError, match="smallest input"):
+        train(load_config(None, {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / "r"),
+                                 "model": "inception_v3", "image_size": 64}))
+
+
+@pytest.mark.data
+def test_hymenoptera_features_mode_reaches_target(tmp_path):
+    if not HYMENOPTERA.exists():
+        pytest.skip(f"{HYMENOPTERA} missing")
+    cfg = load_config(None, {"data": str(HYMENOPTERA), "out": str(tmp_path / "run"), "mode": "features",
+                             "epochs": 4, "progress": False})
+    res = train(cfg)
+    assert res.best_val_acc >= 0.93
+    assert res.summary["data"]["counts"]["val"] == {"ants": 70, "bees": 83}
