@@ -96,3 +96,18 @@ def test_inception_trains_with_aux_logits():
 
 def test_transfer_model_type():
     assert isinstance(create_model("scratch_cnn", 2, pretrained=False), TransferModel)
+
+
+def test_finetune_with_frozen_batchnorm_trains_weights_not_statistics():
+    model = create_model("resnet18", 2, pretrained=False)
+    model.freeze_batchnorm(True)
+    model.train()
+    bn = model.body.bn1
+    stats = bn.running_mean.clone()
+    conv = model.body.conv1.weight.clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3, 64, 64) * 3 + 1).sum().backward()
+    opt.step()
+    assert torch.equal(bn.running_mean, stats) and not bn.training
+    assert not torch.equal(model.body.conv1.weight, conv)
+    assert bn.weight.requires_grad

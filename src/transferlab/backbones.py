@@ -128,6 +128,13 @@ class TransferModel(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, num_classes)) \
             if dropout > 0 else nn.Linear(self.feature_dim, num_classes)
         self.frozen_body = False
+        self.frozen_bn = False
+
+    def freeze_batchnorm(self, frozen: bool = True) -> None:
+        """Keep the body's batch-norm running statistics fixed while its weights still train
+        (small data sets: batch statistics of augmented crops would overwrite ImageNet's)."""
+        self.frozen_bn = frozen
+        self.train(self.training)
 
     def freeze_body(self, frozen: bool = True) -> None:
         self.frozen_body = frozen
@@ -139,6 +146,10 @@ class TransferModel(nn.Module):
         super().train(mode)
         if self.frozen_body:
             self.body.eval()
+        elif self.frozen_bn:
+            for m in self.body.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         return self
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
