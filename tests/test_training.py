@@ -111,3 +111,14 @@ def test_hymenoptera_features_mode_reaches_target(tmp_path):
     res = train(cfg)
     assert res.best_val_acc >= 0.93
     assert res.summary["data"]["counts"]["val"] == {"ants": 70, "bees": 83}
+
+
+def test_batchnorm_frozen_only_in_finetune_by_default(monkeypatch):
+    from transferlab.backbones import get_spec
+    from transferlab.training import build_model
+    monkeypatch.setattr(get_spec("resnet18").weights.__class__, "load_into", lambda self, net, n: None)
+    ft = build_model(load_config(None, {"model": "resnet18", "mode": "finetune"}), 2).train()
+    sc = build_model(load_config(None, {"model": "resnet18", "mode": "scratch"}), 2).train()
+    assert not ft.body.bn1.training and sc.body.bn1.training
+    ft2 = build_model(load_config(None, {"model": "resnet18", "mode": "finetune", "freeze_bn": False}), 2).train()
+    assert ft2.body.bn1.training

@@ -59,7 +59,7 @@ class TrainConfig:
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     amp: bool = True                  # mixed precision on CUDA (ignored on CPU)
     channels_last: bool = True        # NHWC memory format: 2-4x faster convolutions on CPU
-    freeze_bn: bool = False           # finetune: keep the body's batch-norm statistics fixed
+    freeze_bn: bool = True            # finetune: keep the body's batch-norm statistics fixed (small data)
     dropout: float = 0.0              # dropout before the new head
     aux_weight: float = 0.4           # inception_v3: loss = main + aux_weight * aux
     positive_class: str | None = None  # two classes: the "positive" one for ROC/AP; None: guessed

@@ -63,7 +63,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
     model = create_model(spec.name, num_classes, pretrained=cfg.mode != "scratch" and not cfg.weights,
                          weights_path=cfg.weights, dropout=cfg.dropout)
     model.freeze_body(cfg.mode == "features")
-    model.freeze_batchnorm(cfg.freeze_bn)
+    model.freeze_batchnorm(cfg.freeze_bn and cfg.mode == "finetune")
     return model
 
 
@@ -177,7 +177,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     if last is not None:
         model.load_state_dict(last["model"])
         model.freeze_body(cfg.mode == "features")
-        model.freeze_batchnorm(cfg.freeze_bn)
+        model.freeze_batchnorm(cfg.freeze_bn and cfg.mode == "finetune")
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
