@@ -11,7 +11,9 @@ from conftest import FACES, make_folder
 
 
 def _side(splits, path):
-    return next(k for k, v in splits.items() if any(s.path == str(path) for s in v))
+    """Which split holds ``path`` (group paths are resolved, so compare resolved paths)."""
+    want = Path(path).resolve()
+    return next(k for k, v in splits.items() if any(Path(s.path).resolve() == want for s in v))
 
 
 def test_counts_per_class_and_rest_to_test(tmp_path):
