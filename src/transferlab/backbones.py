@@ -47,7 +47,10 @@ class BackboneSpec:
     def preprocess(self, image_size: int | None = None) -> dict:
         """Plain-data preprocessing contract stored in checkpoints."""
         size = image_size or self.input_size
-        return {"input_size": size, "resize_size": int(round(size / self.crop_pct)),
+        resize = int(round(size / self.crop_pct))
+        # decoded images are first shrunk to this short side (cacheable, and still leaves room
+        # for random-resized-crop zoom); every pipeline does the same, so pixels agree everywhere
+        return {"input_size": size, "resize_size": resize, "decode_size": max(resize, round(size * 1.5)),
                 "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "atomic_save", "load_checkpoint", "CheckpointError", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 
@@ -23,14 +23,19 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` to ``path`` via a temporary file and an atomic rename, so a crash
-    mid-write never leaves a half-written checkpoint behind."""
+    """Write a checkpoint ``payload`` atomically (see :func:`atomic_save`)."""
+    return atomic_save({"format_version": FORMAT_VERSION, **payload}, path)
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``, so a
+    crash mid-write never leaves a half-written file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **payload}, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from .images import ImageReadError, check_image, is_image_name, load_rgb
+from .images import ImageReadError, check_image, is_image_name, load_uint8
 
 __all__ = ["SPLITS", "DataError", "Sample", "DataIndex", "load_index", "read_manifest",
            "write_manifest", "carve_validation", "ImageDataset", "collate_skipping", "make_loader",
@@ -217,26 +217,43 @@ def carve_validation(samples: Sequence[Sample], fraction: float, seed: int) -> t
 
 
 class ImageDataset(Dataset):
-    """Decodes ``samples`` with :func:`load_rgb` and applies ``transform``.
+    """Decodes ``samples`` to uint8 tensors (short side shrunk to ``decode_size``) and applies
+    ``transform``.
 
+    ``cache``: a :class:`~transferlab.cache.DecodedImageCache` so each file is decoded once.
+    ``seed``: make item ``i``'s random augmentation depend only on ``(seed, i)``, not on
+    order or worker (used to extract reproducible augmented views).
     An unreadable file yields ``(None, label, index, reason)`` instead of raising, so a
     broken JPEG found mid-epoch is reported by :func:`collate_skipping`, not fatal.
     """
 
-    def __init__(self, samples: Sequence[Sample], transform: Callable | None = None):
+    def __init__(self, samples: Sequence[Sample], transform: Callable | None = None,
+                 decode_size: int | None = None, cache=None, seed: int | None = None):
         self.samples = list(samples)
         self.transform = transform
+        self.decode_size, self.cache, self.seed = decode_size, cache, seed
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def _load(self, path: str) -> torch.Tensor:
+        if self.cache is None:
+            return load_uint8(path, self.decode_size)
+        return self.cache.get(path, lambda: load_uint8(path, self.decode_size))
+
     def __getitem__(self, i: int):
         s = self.samples[i]
         try:
-            img = load_rgb(s.path)
+            img = self._load(s.path)
         except ImageReadError as e:
             return None, s.label, i, e.reason
-        return (self.transform(img) if self.transform else img), s.label, i, None
+        if self.transform is None:
+            return img, s.label, i, None
+        if self.seed is None:
+            return self.transform(img), s.label, i, None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + i)
+            return self.transform(img), s.label, i, None
 
 
 def collate_skipping(items) -> dict:
@@ -261,14 +278,21 @@ def default_workers() -> int:
 
 
 def make_loader(samples: Sequence[Sample], transform: Callable, batch_size: int, shuffle: bool,
-                num_workers: int = -1, seed: int = 0, pin_memory: bool = False):
+                num_workers: int = -1, seed: int = 0, pin_memory: bool = False,
+                decode_size: int | None = None, cache=None, item_seed: int | None = None):
     """A DataLoader over :class:`ImageDataset` that skips unreadable files (see
-    :func:`collate_skipping`); seeded shuffling, persistent workers."""
+    :func:`collate_skipping`); seeded shuffling, persistent workers.
+
+    With a decoded-image ``cache`` the data is read in this process (``num_workers`` 0), since
+    worker processes would each hold their own copy.
+    """
     from torch.utils.data import DataLoader
     workers = default_workers() if num_workers < 0 else num_workers
+    workers = 0 if cache is not None else workers
     workers = min(workers, max(1, len(samples) // max(batch_size, 1))) if workers else 0
     g = torch.Generator()
     g.manual_seed(seed)
-    return DataLoader(ImageDataset(samples, transform), batch_size=batch_size, shuffle=shuffle,
-                      num_workers=workers, collate_fn=collate_skipping, pin_memory=pin_memory,
+    ds = ImageDataset(samples, transform, decode_size, cache, item_seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                      collate_fn=collate_skipping, pin_memory=pin_memory,
                       persistent_workers=workers > 0, generator=g, drop_last=False)

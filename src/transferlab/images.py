@@ -9,9 +9,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "is_image_name", "load_rgb", "check_image", "to_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "is_image_name", "load_rgb", "check_image", "to_rgb",
+           "shrink", "to_uint8_tensor", "load_uint8"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -101,3 +103,26 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise ImageReadError(p, "not an image (unrecognised content)") from None
     except Exception as e:  # decoder errors surface as OSError, ValueError, SyntaxError, ...
         raise ImageReadError(p, _reason(e)) from None
+
+
+def shrink(im: Image.Image, short_side: int | None) -> Image.Image:
+    """Downscale so the short side is at most ``short_side`` (antialiased); never upscales.
+
+    Every pipeline (training, evaluation, prediction) applies this first, so decoded images can
+    be cached small and all paths see identical pixels.
+    """
+    if not short_side or min(im.size) <= short_side:
+        return im
+    scale = short_side / min(im.size)
+    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    return im.resize(size, Image.BILINEAR, reducing_gap=3.0)
+
+
+def to_uint8_tensor(im: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> ``(3, H, W)`` uint8 tensor."""
+    return torch.from_numpy(np.array(im, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+
+
+def load_uint8(path: str | Path, short_side: int | None = None) -> torch.Tensor:
+    """:func:`load_rgb`, then :func:`shrink`, as a ``(3, H, W)`` uint8 tensor."""
+    return to_uint8_tensor(shrink(load_rgb(path), short_side))

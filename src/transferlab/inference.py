@@ -14,7 +14,7 @@ from .backbones import TransferModel, create_model
 from .checkpoint import load_checkpoint
 from .data import Sample, make_loader
 from .engine import evaluate, resolve_device, set_threads
-from .images import is_image_name, to_rgb
+from .images import is_image_name, shrink, to_rgb, to_uint8_tensor
 from .transforms import eval_transform
 
 __all__ = ["Predictor", "Prediction", "expand_inputs"]
@@ -95,7 +95,8 @@ class Predictor:
         out: list[Prediction | None] = [None] * len(images)
         for start in range(0, len(pil), self.batch_size):
             chunk = pil[start:start + self.batch_size]
-            x = torch.stack([self.transform(to_rgb(im)) for _, im in chunk])
+            x = torch.stack([self.transform(to_uint8_tensor(shrink(to_rgb(im), self.preprocess.get("decode_size"))))
+                             for _, im in chunk])
             for (i, _), p in zip(chunk, self.predict_tensor(x)):
                 out[i] = self._make(f"<image {i}>", p)
         if paths:
@@ -105,7 +106,8 @@ class Predictor:
 
     def predict_paths(self, paths: Sequence[str]) -> list[Prediction]:
         samples = [Sample(p, 0) for p in paths]
-        loader = make_loader(samples, self.transform, self.batch_size, False, self.num_workers)
+        loader = make_loader(samples, self.transform, self.batch_size, False, self.num_workers,
+                             decode_size=self.preprocess.get("decode_size"))
         res = evaluate(self.model, loader, self.device)
         out: list[Prediction] = [Prediction(p, None, {}, "unreadable") for p in paths]
         for idx, reason in res["skipped"]:

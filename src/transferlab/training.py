@@ -21,7 +21,9 @@ from . import __version__
 from .backbones import TransferModel, create_model, get_spec
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, config_to_dict, load_config, save_config
+from .cache import DecodedImageCache, FeatureCache, default_cache_dir
 from .data import DataIndex, load_index, make_loader, read_manifest, write_manifest, carve_validation
+from .featurize import cache_key, extract_features, feature_loader
 from .engine import FitState, build_optimizer, build_scheduler, fit, resolve_device, set_threads
 from .metrics import classification_report, guess_positive
 from .plots import plot_confusion, plot_curves, plot_prediction_grid
@@ -161,6 +163,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         cfg.out = str(resume)
     assert cfg is not None
     cfg.validate()
+    t0 = time.perf_counter()  # wall time includes data indexing and feature extraction
     seed_everything(cfg.seed)
     set_threads()
     device = resolve_device(cfg.device)
@@ -183,43 +186,80 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         model.to(memory_format=torch.channels_last)
 
     pre = spec.preprocess(cfg.image_size)
-    pin = device.type == "cuda"
-    train_loader = make_loader(index.splits["train"], train_transform(pre, cfg.augment, cfg.crop_scale_min),
-                               cfg.batch_size, True, cfg.num_workers, cfg.seed, pin)
-    val_loader = make_loader(index.splits["val"], eval_transform(pre), cfg.batch_size * 2, False,
-                             cfg.num_workers, cfg.seed, pin)
+    if cfg.mode == "features" and cfg.feature_cache:
+        train_loader, val_loader, fit_model, feature_notes = _feature_loaders(model, index, pre, cfg, device)
+        notes += feature_notes
+    else:
+        train_loader, val_loader = _image_loaders(index, pre, cfg, device)
+        fit_model = model
     opt = build_optimizer(model, cfg)
     scheduler = build_scheduler(opt, cfg, len(train_loader))
-    state = FitState()
+    state = _restore(last, opt, scheduler) if last is not None else _start_run_dir(run_dir, cfg, index)
+    _announce(cfg, index, notes, model, pre, device)
+    writer = _RunWriter(run_dir, cfg, model, index, pre, opt, scheduler)
     if last is not None:
-        opt.load_state_dict(last["optimizer"])
-        if scheduler is not None and last.get("scheduler"):
-            scheduler.load_state_dict(last["scheduler"])
-        fs = last["fit_state"]
-        state = FitState(**fs)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.csv").unlink(missing_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        write_manifest(index, run_dir / "split.csv", relative=False)
+        writer.skipped.update(dict(last.get("skipped", [])))
+    state = fit(fit_model, train_loader, val_loader, opt, scheduler, device, cfg, state, writer.on_epoch_end)
+    wall = time.perf_counter() - t0
+    summary = _finish(run_dir, cfg, model, fit_model, index, pre, state, writer, val_loader, device, notes, wall)
+    return RunResult(run_dir, state.best_epoch, summary["best_val_acc"], summary)
 
-    counts = index.counts()
+
+def _restore(last: dict, opt, scheduler) -> FitState:
+    opt.load_state_dict(last["optimizer"])
+    if scheduler is not None and last.get("scheduler"):
+        scheduler.load_state_dict(last["scheduler"])
+    return FitState(**last["fit_state"])
+
+
+def _start_run_dir(run_dir: Path, cfg: TrainConfig, index: DataIndex) -> FitState:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.csv").unlink(missing_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    write_manifest(index, run_dir / "split.csv", relative=False)
+    return FitState()
+
+
+def _announce(cfg: TrainConfig, index: DataIndex, notes: list[str], model, pre: dict, device) -> None:
     n_train, n_total = _param_counts(model)
     _log(f"data: {cfg.data}  classes: {index.classes}  " +
-         "  ".join(f"{k}: {sum(v.values())}" for k, v in counts.items()))
+         "  ".join(f"{k}: {sum(v.values())}" for k, v in index.counts().items()))
     for note in notes:
         _log(f"note: {note}")
     _log(f"model: {cfg.model} ({cfg.mode}), {n_train:,} of {n_total:,} parameters trainable, "
          f"input {pre['input_size']} px, device {device}")
 
-    writer = _RunWriter(run_dir, cfg, model, index, pre, opt, scheduler)
-    if last is not None:
-        writer.skipped.update(dict(last.get("skipped", [])))
-    t0 = time.perf_counter()
-    state = fit(model, train_loader, val_loader, opt, scheduler, device, cfg, state, writer.on_epoch_end)
-    wall = time.perf_counter() - t0
-    summary = _finish(run_dir, cfg, model, index, pre, state, writer, val_loader, device, notes, wall)
-    return RunResult(run_dir, state.best_epoch, summary["best_val_acc"], summary)
+
+def _image_loaders(index: DataIndex, pre: dict, cfg: TrainConfig, device: torch.device):
+    """Train/val loaders over images; both share one decoded-image cache when enabled."""
+    cache = DecodedImageCache(cfg.image_cache_mb * 2**20) if cfg.image_cache_mb > 0 else None
+    pin = device.type == "cuda"
+    train = make_loader(index.splits["train"], train_transform(pre, cfg.augment, cfg.crop_scale_min),
+                        cfg.batch_size, True, cfg.num_workers, cfg.seed, pin, pre["decode_size"], cache)
+    val = make_loader(index.splits["val"], eval_transform(pre), cfg.batch_size * 2, False, cfg.num_workers,
+                      cfg.seed, pin, pre["decode_size"], cache)
+    return train, val
+
+
+def _feature_loaders(model: TransferModel, index: DataIndex, pre: dict, cfg: TrainConfig, device: torch.device):
+    """Extract (or reuse) frozen-backbone features; the head then trains on them alone."""
+    views = cfg.feature_views if cfg.augment != "none" else 0
+    model.to(device)
+    root = cfg.cache_dir or default_cache_dir()
+    cache = FeatureCache(root, cache_key(model, cfg, pre, views))
+    tr = extract_features(model, index.splits["train"], pre, cfg, views, device, cache)
+    va = extract_features(model, index.splits["val"], pre, cfg, 0, device,
+                          FeatureCache(root, cache_key(model, cfg, pre, 0)))
+    train = feature_loader(tr, True, cfg.batch_size, True, cfg.seed)
+    val = feature_loader(va, False, cfg.batch_size * 2, False, cfg.seed)
+    val.positions = va.positions
+    note = (f"features mode: backbone ran on {tr.computed + va.computed} images "
+            f"({1 + views} views per training image), {len(tr.positions) + len(va.positions) - tr.computed - va.computed}"
+            f" came from the feature cache {cache.path.parent}; {tr.seconds + va.seconds:.1f}s")
+    skipped = [(index.splits["train"][i].path, r) for i, r in tr.skipped] + \
+              [(index.splits["val"][i].path, r) for i, r in va.skipped]
+    index.skipped.extend(skipped)
+    return train, val, model.head, [note]
 
 
 def _param_counts(model: torch.nn.Module) -> tuple[int, int]:
@@ -227,12 +267,15 @@ def _param_counts(model: torch.nn.Module) -> tuple[int, int]:
             sum(p.numel() for p in model.parameters()))
 
 
-def _finish(run_dir, cfg, model, index, pre, state, writer, val_loader, device, notes, wall) -> dict:
+def _finish(run_dir, cfg, model, fit_model, index, pre, state, writer, val_loader, device, notes, wall) -> dict:
     """Reload best.pt, write the validation figures and summary.json."""
     from .engine import evaluate
     best = load_checkpoint(run_dir / "best.pt")
     model.load_state_dict(best["model"])
-    val = evaluate(model, val_loader, device, cfg.channels_last, cfg.amp)
+    val = evaluate(fit_model, val_loader, device, cfg.channels_last, cfg.amp)
+    positions = getattr(val_loader, "positions", None)  # feature rows -> sample positions
+    if positions is not None:
+        val["indices"] = np.asarray([positions[i] for i in val["indices"]], dtype=int)
     report = classification_report(val["labels"], val["probs"], index.classes,
                                    guess_positive(index.classes, cfg.positive_class)
                                    if len(index.classes) == 2 else None)

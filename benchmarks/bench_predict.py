@@ -1,0 +1,82 @@
+"""`transferlab predict` throughput vs the seed's one-image-at-a-time loop vs the raw forward
+ceiling (random tensors, same model, same process).
+
+    .venv/bin/python benchmarks/bench_predict.py [--data ../shared/data/hymenoptera_data]
+
+Prints images/s and ratios; writes benchmarks/results/predict.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torchvision import transforms  # noqa: E402
+
+from transferlab.backbones import create_model, get_spec  # noqa: E402
+from transferlab.engine import set_threads  # noqa: E402
+from transferlab.inference import Predictor, expand_inputs  # noqa: E402
+
+
+def raw_forward(model, size: int, batch: int, seconds: float = 8.0) -> float:
+    """Images/s of model(x) on random channels-last tensors: what the hardware allows."""
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    n, t0 = 0, None
+    with torch.inference_mode():
+        model(x)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            model(x)
+            n += batch
+    return n / (time.perf_counter() - t0)
+
+
+def seed_loop(model, files: list[str], spec) -> float:
+    """The tutorial's way: open, transform, forward, one image at a time."""
+    tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                             transforms.Normalize(spec.mean, spec.std)])
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for f in files:
+            x = tf(Image.open(f).convert("RGB")).unsqueeze(0)
+            model(x).softmax(1)
+    return len(files) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hymenoptera_data"))
+    ap.add_argument("--batch", type=int, default=32)
+    a = ap.parse_args()
+    set_threads()
+    files, _ = expand_inputs([a.data])
+    spec = get_spec("efficientnet_lite0")
+    model = create_model(spec.name, 2, pretrained=True).eval()
+    pred = Predictor(model, ["a", "b"], spec.preprocess(), batch_size=a.batch)
+    pred.predict_paths(files[:64])  # warm-up: worker start, allocator
+    t0 = time.perf_counter()
+    out = pred.predict_paths(files)
+    ours = len(files) / (time.perf_counter() - t0)
+    assert sum(p.label is not None for p in out) == len(files)
+    ceiling = raw_forward(pred.model, spec.input_size, a.batch)
+    plain = create_model(spec.name, 2, pretrained=True).eval()  # contiguous memory, as the seed has it
+    loop = seed_loop(plain, files, spec)
+    res = {"images": len(files), "predict_img_s": ours, "raw_forward_img_s": ceiling, "seed_loop_img_s": loop,
+           "predict_vs_raw": ours / ceiling, "predict_vs_loop": ours / loop, "threads": torch.get_num_threads()}
+    print(f"{len(files)} images | transferlab predict {ours:.1f} img/s | raw forward {ceiling:.1f} img/s | "
+          f"one-at-a-time loop {loop:.1f} img/s")
+    print(f"predict / raw forward = {res['predict_vs_raw']:.2f}   predict / loop = {res['predict_vs_loop']:.1f}x")
+    out_dir = ROOT / "benchmarks" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "predict.json").write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
