@@ -50,7 +50,7 @@ class BackboneSpec:
         resize = int(round(size / self.crop_pct))
         # decoded images are first shrunk to this short side (cacheable, and still leaves room
         # for random-resized-crop zoom); every pipeline does the same, so pixels agree everywhere
-        return {"input_size": size, "resize_size": resize, "decode_size": max(resize, round(size * 1.5)),
+        return {"input_size": size, "resize_size": resize, "decode_size": max(resize, size * 2),
                 "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from .backbones import TransferModel, create_model
 from .checkpoint import load_checkpoint
-from .data import Sample, make_loader
+from .data import ImageDataset, Sample, make_loader, threaded_batches
 from .engine import evaluate, resolve_device, set_threads
 from .images import is_image_name, shrink, to_rgb, to_uint8_tensor
 from .transforms import eval_transform
@@ -105,9 +105,13 @@ class Predictor:
         return [p for p in out if p is not None]
 
     def predict_paths(self, paths: Sequence[str]) -> list[Prediction]:
+        """Predict files in batches; unreadable ones come back with ``error`` set."""
         samples = [Sample(p, 0) for p in paths]
-        loader = make_loader(samples, self.transform, self.batch_size, False, self.num_workers,
-                             decode_size=self.preprocess.get("decode_size"))
+        decode = self.preprocess.get("decode_size")
+        if self.num_workers > 0:
+            loader = make_loader(samples, self.transform, self.batch_size, False, self.num_workers, decode_size=decode)
+        else:  # default: one prefetch thread (worker processes measured slower on small CPUs)
+            loader = threaded_batches(ImageDataset(samples, self.transform, decode), self.batch_size)
         res = evaluate(self.model, loader, self.device)
         out: list[Prediction] = [Prediction(p, None, {}, "unreadable") for p in paths]
         for idx, reason in res["skipped"]:
