@@ -90,3 +90,17 @@ def test_loader_with_workers_survives_bad_files(messy_folder):
         skipped += batch["skipped"]
     assert seen + len(skipped) == len(samples)
     assert len(skipped) == 2  # truncated.jpg and notes.jpg
+
+
+def test_threaded_batches_match_sequential_order(messy_folder):
+    from transferlab.data import threaded_batches
+    root, _ = messy_folder
+    samples = [Sample(str(p), 0) for p in sorted((root / "real").iterdir())]
+    ds = ImageDataset(samples, lambda im: im.float().mean().reshape(1))
+    batches = list(threaded_batches(ds, 3))
+    assert len(batches) == -(-len(samples) // 3)
+    seen = [int(i) for b in batches if b["index"] is not None for i in b["index"]]
+    skipped = [i for b in batches for i, _ in b["skipped"]]
+    assert sorted(seen + skipped) == list(range(len(samples))) and seen == sorted(seen)
+    assert len(skipped) == 2
+    assert list(threaded_batches(ImageDataset([], None), 4)) == []

@@ -100,3 +100,13 @@ def test_fit_early_stopping_and_hook(tiny_folder, monkeypatch):
     assert seen == [(1, True), (2, False), (3, False)]  # best at 1, then patience 2 -> stop after 3
     assert state.epoch == 3 and state.best_epoch == 1 and len(state.history) == 3
     assert set(state.history[0]) >= {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+
+
+def test_tune_malloc_takes_on_glibc():
+    import platform
+    from transferlab.engine import tune_malloc
+    ok = tune_malloc()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert ok is True
+    else:
+        assert ok in (True, False)
