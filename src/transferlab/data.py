@@ -312,8 +312,10 @@ def threaded_batches(dataset: Dataset, batch_size: int):
         return collate_skipping([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
 
     starts = range(0, len(dataset), batch_size)
+    if not len(starts):
+        return
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(build, starts[0]) if len(starts) else None
+        pending = pool.submit(build, starts[0])
         for nxt in list(starts[1:]) + [None]:
             batch = pending.result()
             pending = pool.submit(build, nxt) if nxt is not None else None
