@@ -5,7 +5,6 @@ import subprocess
 import sys
 import urllib.error
 
-import pytest
 import torch
 
 from transferlab.cli import main

@@ -1,7 +1,6 @@
 """Weight sources: bundled (offline), torchvision (cache or download), local files, none."""
 import urllib.error
 
-import numpy as np
 import pytest
 import torch
 
