@@ -75,7 +75,8 @@ def extract_features(model: TransferModel, samples: Sequence[Sample], pre: dict,
                      views: int, device: torch.device, cache: FeatureCache | None = None) -> FeatureSet:
     """Backbone features of ``samples``, from ``cache`` where present, computed (and cached) otherwise."""
     t0 = time.perf_counter()
-    digests = [file_digest(s.path) for s in samples]
+    # content digests are cache keys only: no cache, no need to read every file's bytes
+    digests = [file_digest(s.path) for s in samples] if cache is not None else [None] * len(samples)
     todo = [i for i, d in enumerate(digests) if cache is None or cache.get(d) is None]
     computed, skipped = _forward_views(model, [samples[i] for i in todo], pre, cfg, views, device) if todo else ({}, [])
     skipped = [(todo[j], r) for j, r in skipped]

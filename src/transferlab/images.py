@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "is_image_name", "load_rgb", "check_image", "to_rgb",
-           "shrink", "to_uint8_tensor", "load_uint8"]
+           "shrink", "to_uint8_tensor", "prepare", "load_uint8"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -123,6 +123,12 @@ def to_uint8_tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(im, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
 
 
+def prepare(im: Image.Image, short_side: int | None = None) -> torch.Tensor:
+    """Any PIL image -> RGB, :func:`shrink`, ``(3, H, W)`` uint8 tensor: the one entry point to
+    the tensor pipeline, for files and in-memory images alike."""
+    return to_uint8_tensor(shrink(to_rgb(im), short_side))
+
+
 def load_uint8(path: str | Path, short_side: int | None = None) -> torch.Tensor:
-    """:func:`load_rgb`, then :func:`shrink`, as a ``(3, H, W)`` uint8 tensor."""
-    return to_uint8_tensor(shrink(load_rgb(path), short_side))
+    """:func:`load_rgb` then :func:`prepare`."""
+    return prepare(load_rgb(path), short_side)

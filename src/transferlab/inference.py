@@ -14,7 +14,7 @@ from .backbones import TransferModel, create_model
 from .checkpoint import load_checkpoint
 from .data import ImageDataset, Sample, make_loader, threaded_batches
 from .engine import evaluate, resolve_device, set_threads
-from .images import is_image_name, shrink, to_rgb, to_uint8_tensor
+from .images import is_image_name, prepare
 from .transforms import eval_transform
 
 __all__ = ["Predictor", "Prediction", "expand_inputs"]
@@ -95,8 +95,7 @@ class Predictor:
         out: list[Prediction | None] = [None] * len(images)
         for start in range(0, len(pil), self.batch_size):
             chunk = pil[start:start + self.batch_size]
-            x = torch.stack([self.transform(to_uint8_tensor(shrink(to_rgb(im), self.preprocess.get("decode_size"))))
-                             for _, im in chunk])
+            x = torch.stack([self.transform(prepare(im, self.preprocess.get("decode_size"))) for _, im in chunk])
             for (i, _), p in zip(chunk, self.predict_tensor(x)):
                 out[i] = self._make(f"<image {i}>", p)
         if paths:

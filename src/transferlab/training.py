@@ -64,6 +64,12 @@ def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
                           "use --mode finetune or --mode features")
     model = create_model(spec.name, num_classes, pretrained=cfg.mode != "scratch" and not cfg.weights,
                          weights_path=cfg.weights, dropout=cfg.dropout)
+    return apply_mode(model, cfg)
+
+
+def apply_mode(model: TransferModel, cfg: TrainConfig) -> TransferModel:
+    """What trains in ``cfg.mode``: features freezes the body (and its batch norm); finetune
+    keeps batch-norm statistics fixed when ``cfg.freeze_bn``."""
     model.freeze_body(cfg.mode == "features")
     model.freeze_batchnorm(cfg.freeze_bn and cfg.mode == "finetune")
     return model
@@ -179,8 +185,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         cfg.model, len(index.classes), pretrained=False, dropout=cfg.dropout)
     if last is not None:
         model.load_state_dict(last["model"])
-        model.freeze_body(cfg.mode == "features")
-        model.freeze_batchnorm(cfg.freeze_bn and cfg.mode == "finetune")
+        apply_mode(model, cfg)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
