@@ -9,12 +9,13 @@ epochs read the cache. Writes benchmarks/results/pipeline.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import save  # noqa: E402
 sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
@@ -67,9 +68,7 @@ def main() -> None:
            "model_train_img_s": fit, "warm_pipeline_vs_model": warm / fit, "cache": cache.stats()}
     print(f"pipeline: epoch 1 (decoding) {cold:.0f} img/s, later epochs (cached) {warm:.0f} img/s | "
           f"model training step {fit:.1f} img/s | pipeline / model = {warm / fit:.1f}x")
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pipeline.json").write_text(json.dumps(res, indent=2))
+    save("pipeline", res)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ Prints images/s and ratios; writes benchmarks/results/predict.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import save  # noqa: E402
 sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
@@ -74,9 +75,7 @@ def main() -> None:
     print(f"{len(files)} images | transferlab predict {ours:.1f} img/s | raw forward {ceiling:.1f} img/s | "
           f"one-at-a-time loop {loop:.1f} img/s")
     print(f"predict / raw forward = {res['predict_vs_raw']:.2f}   predict / loop = {res['predict_vs_loop']:.1f}x")
-    out_dir = ROOT / "benchmarks" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "predict.json").write_text(json.dumps(res, indent=2))
+    save("predict", res)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import save  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
 
 
@@ -144,9 +146,7 @@ def main() -> None:
                   f"{'-' if tt is None else f'{tt:.1f}':>17} {x['peak_rss_mb']:>8.0f}")
         print(f"{mode:<9} speed-up (wall): {r['speedup_wall']:.1f}x   accuracy change: "
               f"{100 * (r['transferlab']['best_val_acc'] - r['recipe']['best_val_acc']):+.1f} points")
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train.json").write_text(json.dumps(results, indent=2))
+    save("train", results)
 
 
 if __name__ == "__main__":
