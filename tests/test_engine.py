@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from transferlab.backbones import create_model
@@ -110,3 +111,16 @@ def test_tune_malloc_takes_on_glibc():
         assert ok is True
     else:
         assert ok in (True, False)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5, 7, 40])
+def test_onecycle_survives_tiny_runs(steps):
+    """torch's OneCycleLR divides by zero when the warm-up is one step long (1 epoch x 4 batches)."""
+    from transferlab.config import TrainConfig
+    from transferlab.engine import build_scheduler
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = build_scheduler(opt, TrainConfig(epochs=1), steps)
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+    assert 0 <= opt.param_groups[0]["lr"] <= 0.1 + 1e-9

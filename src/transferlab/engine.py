@@ -69,7 +69,7 @@ def build_optimizer(model: TransferModel, cfg: TrainConfig) -> torch.optim.Optim
     groups = []
     for part, params in model.param_groups().items():
         params = [p for p in params if p.requires_grad]
-        part_lr = lr * (cfg.backbone_lr_mult if part == "body" and cfg.mode == "finetune" else 1.0)
+        part_lr = lr * (cfg.backbone_lr_mult if part == "body" and cfg.mode in ("finetune", "lpft") else 1.0)
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
         groups += [{"params": decay, "lr": part_lr, "weight_decay": cfg.weight_decay, "name": f"{part}"},
@@ -85,9 +85,12 @@ def build_optimizer(model: TransferModel, cfg: TrainConfig) -> torch.optim.Optim
 def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """A scheduler stepped once per batch (so resume and partial epochs behave the same)."""
     total = max(1, cfg.epochs * steps_per_epoch)
-    if cfg.scheduler == "onecycle":
+    if cfg.scheduler == "onecycle" and total >= 4:
+        # the warm-up must span at least ~2 steps: torch divides by (warm-up steps - 1)
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=0.25)
+            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=max(0.25, 2.5 / total))
+    if cfg.scheduler == "onecycle":  # a handful of steps: no room for a warm-up
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     if cfg.scheduler == "step":
