@@ -38,3 +38,41 @@ def test_native_size_input_is_not_resampled():
     x = denormalize(eval_transform(pre)(img), pre)
     ref = torch.from_numpy(__import__("numpy").asarray(img).copy()).permute(2, 0, 1).float() / 255
     assert torch.allclose(x, ref, atol=1e-5)
+
+
+def test_robust_preset_degrades_reproducibly():
+    from transferlab.transforms import AugmentSpec
+    pre = get_spec("scratch_cnn").preprocess(32)
+    img = torch.from_numpy(__import__("numpy").asarray(Image.effect_noise((48, 48), 60).convert("RGB")).copy()
+                           ).permute(2, 0, 1).contiguous()
+    always = AugmentSpec("robust", crop_scale_min=1.0, blur_prob=1.0, jpeg_prob=1.0, noise_prob=1.0)
+    never = AugmentSpec("robust", crop_scale_min=1.0, blur_prob=0.0, jpeg_prob=0.0, noise_prob=0.0)
+
+    def views(spec):
+        torch.manual_seed(3)
+        return train_transform(pre, spec)(img)
+    a, b = views(always), views(always)
+    assert torch.equal(a, b)  # same seed, same degradation
+    plain = views(never)
+    assert torch.equal(plain, views(AugmentSpec("light", crop_scale_min=1.0)))  # p = 0 is light exactly
+    # blur + JPEG + noise on a noise image: neighbouring pixels become more alike than in the original
+    assert (a[:, :, 1:] - a[:, :, :-1]).abs().mean() < (plain[:, :, 1:] - plain[:, :, :-1]).abs().mean()
+    assert "RandomDegrade" in repr(train_transform(pre, always))
+
+
+def test_native_crop_keeps_pixels_and_tta_views():
+    import numpy as np
+    pre = get_spec("efficientnet_lite0").preprocess(32, crop="native")
+    assert pre["crop"] == "native" and pre["decode_size"] is None
+    arr = np.asarray(Image.effect_noise((96, 64), 80).convert("RGB"))
+    x = denormalize(eval_transform(pre)(Image.fromarray(arr)), pre)
+    ref = torch.from_numpy(arr[16:48, 32:64].copy()).permute(2, 0, 1).float() / 255  # centre 32 x 32, no resize
+    assert torch.allclose(x, ref, atol=1e-5)
+    v = eval_transform(pre, tta=True)(Image.fromarray(arr))
+    assert v.shape == (10, 3, 32, 32)  # 4 corners + centre, each mirrored
+    assert torch.allclose(v[4], eval_transform(pre)(Image.fromarray(arr)))  # FiveCrop's 5th is the centre
+    assert torch.equal(v[5], v[0].flip(-1))
+    small = eval_transform(pre, tta=True)(Image.fromarray(arr[:20, :20]))  # smaller than the crop: padded
+    assert small.shape == (10, 3, 32, 32)
+    resized = eval_transform(get_spec("scratch_cnn").preprocess(32), tta=True)(Image.fromarray(arr))
+    assert resized.shape == (2, 3, 32, 32) and torch.equal(resized[1], resized[0].flip(-1))

@@ -44,13 +44,17 @@ class BackboneSpec:
     aux_head: str | None = None         # inception: auxiliary classifier to resize too
     description: str = ""
 
-    def preprocess(self, image_size: int | None = None) -> dict:
-        """Plain-data preprocessing contract stored in checkpoints."""
+    def preprocess(self, image_size: int | None = None, crop: str = "resize") -> dict:
+        """Plain-data preprocessing contract stored in checkpoints.
+
+        ``crop="native"``: no resizing anywhere, crops at the image's own resolution.
+        """
         size = image_size or self.input_size
         resize = int(round(size / self.crop_pct))
         # decoded images are first shrunk to this short side (cacheable, and still leaves room
         # for random-resized-crop zoom); every pipeline does the same, so pixels agree everywhere
-        return {"input_size": size, "resize_size": resize, "decode_size": max(resize, size * 2),
+        decode = None if crop == "native" else max(resize, size * 2)
+        return {"input_size": size, "resize_size": resize, "decode_size": decode, "crop": crop,
                 "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
 
 

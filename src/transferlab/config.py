@@ -14,13 +14,14 @@ from typing import Any, Mapping
 import yaml
 
 __all__ = ["TrainConfig", "ConfigError", "MODES", "OPTIMIZERS", "SCHEDULERS", "METRICS",
-           "AUGMENTS", "load_config", "config_to_dict", "save_config"]
+           "AUGMENTS", "CROPS", "load_config", "config_to_dict", "save_config"]
 
-MODES = ("scratch", "features", "finetune")
+MODES = ("scratch", "features", "finetune", "lpft")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("onecycle", "cosine", "step", "none")
 METRICS = ("accuracy", "loss", "auc")
-AUGMENTS = ("none", "light")
+AUGMENTS = ("none", "light", "robust")
+CROPS = ("resize", "native")
 DEFAULT_MODEL = "efficientnet_lite0"
 
 
@@ -35,7 +36,7 @@ class TrainConfig:
     data: str = ""                    # ImageFolder root (flat or train/val/test) or CSV manifest
     out: str = "runs/run"             # run folder to write
     model: str = DEFAULT_MODEL        # backbone registry name (`transferlab models`)
-    mode: str = "features"            # scratch | features | finetune
+    mode: str = "features"            # scratch | features | finetune | lpft (features first, then finetune)
     weights: str | None = None        # local state-dict file instead of the registry's weights
     epochs: int = 10
     batch_size: int = 32
@@ -51,8 +52,15 @@ class TrainConfig:
     metric: str = "accuracy"          # validation metric that picks best.pt: accuracy | loss | auc
     patience: int = 0                 # early stopping after this many epochs without improvement; 0 = off
     seed: int = 0
-    augment: str = "light"            # none | light (random resized crop + flip)
+    augment: str = "light"            # none | light (random resized crop + flip) | robust (light + blur/JPEG/noise)
     crop_scale_min: float = 0.25      # light augmentation: smallest random-resized-crop area
+    blur_prob: float = 0.5            # robust: probability of a Gaussian blur ...
+    blur_sigma_max: float = 3.0       # ... with sigma uniform in [0.1, this] pixels
+    jpeg_prob: float = 0.5            # robust: probability of JPEG re-compression ...
+    jpeg_quality_min: int = 30        # ... at a quality uniform in [this, 100]
+    noise_prob: float = 0.2           # robust: probability of Gaussian noise ...
+    noise_std_max: float = 0.03       # ... with std uniform in [0, this] (fraction of 255)
+    crop: str = "resize"              # resize (short side, centre crop) | native (crops at the image's own resolution)
     image_size: int | None = None     # None: the backbone's own input size
     val_fraction: float = 0.2         # carved from train (stratified, seeded) when data has no val split
     num_workers: int = -1             # -1: chosen for this machine
@@ -67,6 +75,9 @@ class TrainConfig:
     dropout: float = 0.0              # dropout before the new head
     aux_weight: float = 0.4           # inception_v3: loss = main + aux_weight * aux
     positive_class: str | None = None  # two classes: the "positive" one for ROC/AP; None: guessed
+    threshold: str = "eer"            # two classes: decision rule saved with the model: eer | argmax | fpr:RATE
+    calibrate: bool = True            # temperature-scale the probabilities on the validation split
+    lp_epochs: int = 5                # lpft: epochs of the linear-probe stage before fine-tuning (--epochs)
     progress: bool = True             # progress bar
     extra: dict = field(default_factory=dict)  # free-form notes carried into the run folder
 
@@ -75,8 +86,9 @@ class TrainConfig:
         if self.lr is not None:
             return self.lr
         if self.optimizer == "sgd":
-            return {"scratch": 0.05, "features": 0.01, "finetune": 0.01}[self.mode]
-        return {"scratch": 3e-3, "features": 3e-3, "finetune": 1e-3}[self.mode]
+            return {"scratch": 0.05, "features": 0.01, "finetune": 0.01, "lpft": 0.003}[self.mode]
+        # lpft: the fine-tuning stage starts from a trained head, so it moves more gently
+        return {"scratch": 3e-3, "features": 3e-3, "finetune": 1e-3, "lpft": 3e-4}[self.mode]
 
     def validate(self) -> "TrainConfig":
         _choice("mode", self.mode, MODES)
@@ -84,6 +96,17 @@ class TrainConfig:
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("metric", self.metric, METRICS)
         _choice("augment", self.augment, AUGMENTS)
+        _choice("crop", self.crop, CROPS)
+        for name in ("blur_prob", "jpeg_prob", "noise_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if not 1 <= self.jpeg_quality_min <= 100:
+            raise ConfigError(f"jpeg_quality_min must be 1-100, got {self.jpeg_quality_min}")
+        if self.blur_sigma_max < 0.1 or self.noise_std_max < 0:
+            raise ConfigError("blur_sigma_max must be >= 0.1 and noise_std_max >= 0")
+        if self.lp_epochs < 1:
+            raise ConfigError(f"lp_epochs must be >= 1, got {self.lp_epochs}")
+        self.threshold_rule()
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -97,6 +120,22 @@ class TrainConfig:
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         return self
+
+
+    def threshold_rule(self) -> tuple[str, float | None]:
+        """``threshold`` parsed: ``("eer", None)``, ``("argmax", None)`` or ``("fpr", rate)``."""
+        rule, _, value = str(self.threshold).partition(":")
+        if rule in ("eer", "argmax") and not value:
+            return rule, None
+        if rule == "fpr":
+            try:
+                rate = float(value)
+            except ValueError:
+                rate = -1.0
+            if 0.0 < rate < 1.0:
+                return "fpr", rate
+        raise ConfigError(f"threshold='{self.threshold}' is not eer, argmax or fpr:RATE (e.g. fpr:0.05, the "
+                          "largest false-positive rate allowed on the validation split)")
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

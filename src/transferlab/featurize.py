@@ -7,6 +7,7 @@ The head then trains on these tensors in milliseconds per epoch.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -18,7 +19,7 @@ from .backbones import TransferModel
 from .cache import DecodedImageCache, FeatureCache, file_digest
 from .config import TrainConfig
 from .data import Sample, collate_skipping, make_loader
-from .transforms import eval_transform, train_transform
+from .transforms import AugmentSpec, eval_transform, train_transform
 
 __all__ = ["FeatureSet", "extract_features", "FeatureDataset", "feature_loader", "cache_key"]
 
@@ -38,8 +39,8 @@ def cache_key(model: TransferModel, cfg: TrainConfig, pre: dict, views: int) -> 
     floats = [v for v in model.body.state_dict().values() if v.dtype.is_floating_point]
     # a cheap fingerprint of the body's weights: sum and norm of every float tensor
     fp = torch.stack([torch.stack([v.double().sum(), v.double().norm()]) for v in floats])
-    return {"version": 1, "backbone": model.backbone_name, "weights": f"{fp.sum().item():.10e}:{fp.norm().item():.10e}",
-            "preprocess": pre, "views": views, "augment": cfg.augment, "crop_scale_min": cfg.crop_scale_min,
+    return {"version": 2, "backbone": model.backbone_name, "weights": f"{fp.sum().item():.10e}:{fp.norm().item():.10e}",
+            "preprocess": pre, "views": views, "augment": dataclasses.asdict(AugmentSpec.from_config(cfg)) if views else None,
             "seed": cfg.seed}
 
 
@@ -53,7 +54,7 @@ def _forward_views(model: TransferModel, samples: Sequence[Sample], pre: dict, c
     # every view re-reads the same files: decode each once (in this process)
     images = DecodedImageCache(cfg.image_cache_mb * 2**20) if cfg.image_cache_mb > 0 else None
     for v in range(1 + views):
-        tf = eval_transform(pre) if v == 0 else train_transform(pre, cfg.augment, cfg.crop_scale_min)
+        tf = eval_transform(pre) if v == 0 else train_transform(pre, AugmentSpec.from_config(cfg))
         loader = make_loader(samples, tf, cfg.batch_size, False, cfg.num_workers, cfg.seed,
                              device.type == "cuda", pre.get("decode_size"), images, item_seed=cfg.seed * 100 + v)
         out: dict[int, torch.Tensor] = {}

@@ -1,51 +1,161 @@
 """Preprocessing and augmentation, built from torchvision transforms v2.
 
 The evaluation pipeline is fully described by the plain-data ``preprocess`` dict that every
-checkpoint carries (``input_size``, ``resize_size``, ``interpolation``, ``mean``, ``std``), so
-prediction and export rebuild exactly what training used.
+checkpoint carries (``input_size``, ``resize_size``, ``crop``, ``interpolation``, ``mean``,
+``std``), so prediction and export rebuild exactly what training used.
+
+Two crop rules: ``resize`` (short side to ``resize_size``, centre crop: the ImageNet
+convention) and ``native`` (no resizing at all: a centre crop of ``input_size`` pixels at the
+image's own resolution, random crops in training), which keeps the pixel-level traces that
+generators leave and resizing smooths away (Wang et al., CVPR 2020).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
+from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
-__all__ = ["eval_transform", "train_transform", "denormalize"]
+from . import perturb
+
+__all__ = ["AUGMENT_PRESETS", "AugmentSpec", "RandomDegrade", "eval_transform", "train_transform",
+           "denormalize"]
 
 _INTERP = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
            "nearest": InterpolationMode.NEAREST}
+
+AUGMENT_PRESETS = {
+    "none": "no augmentation: the evaluation pipeline",
+    "light": "random resized crop + horizontal flip (the seed tutorials' recipe)",
+    "robust": "light + Gaussian blur, JPEG re-compression and Gaussian noise, each with its probability "
+              "(Wang et al. 2020's blur+JPEG recipe for detectors that survive the internet)",
+}
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """An augmentation preset and its knobs (all in :class:`~transferlab.config.TrainConfig`)."""
+
+    preset: str = "light"
+    crop_scale_min: float = 0.25
+    blur_prob: float = 0.5
+    blur_sigma_max: float = 3.0
+    jpeg_prob: float = 0.5
+    jpeg_quality_min: int = 30
+    noise_prob: float = 0.2
+    noise_std_max: float = 0.03
+
+    @classmethod
+    def from_config(cls, cfg) -> "AugmentSpec":
+        return cls(cfg.augment, cfg.crop_scale_min, cfg.blur_prob, cfg.blur_sigma_max, cfg.jpeg_prob,
+                   cfg.jpeg_quality_min, cfg.noise_prob, cfg.noise_std_max)
+
+
+class RandomDegrade:
+    """Random blur, then JPEG re-compression, then noise on a ``(3, H, W)`` uint8 tensor, each with
+    its own probability. Draws come from torch's RNG, so seeded item views are reproducible."""
+
+    def __init__(self, spec: AugmentSpec):
+        self.s = spec
+
+    def _u(self, lo: float, hi: float) -> float:
+        return lo + (hi - lo) * torch.rand(()).item()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.s
+        do_blur, do_jpeg, do_noise = (torch.rand(3) < torch.tensor([s.blur_prob, s.jpeg_prob, s.noise_prob])).tolist()
+        if not (do_blur or do_jpeg or do_noise):
+            return x
+        im = Image.fromarray(x.permute(1, 2, 0).numpy())
+        if do_blur:
+            im = perturb.blur(im, self._u(0.1, s.blur_sigma_max))
+        if do_jpeg:
+            im = perturb.jpeg(im, round(self._u(s.jpeg_quality_min, 100)))
+        if do_noise:
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+            im = perturb.noise(im, self._u(0.0, s.noise_std_max), rng)
+        return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+    def __repr__(self) -> str:
+        s = self.s
+        return (f"RandomDegrade(blur p={s.blur_prob} sigma<={s.blur_sigma_max}, jpeg p={s.jpeg_prob} "
+                f"q>={s.jpeg_quality_min}, noise p={s.noise_prob} std<={s.noise_std_max})")
 
 
 def _to_tensor(pre: dict) -> list:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(pre["mean"], pre["std"])]
 
 
-def eval_transform(pre: dict) -> v2.Compose:
-    """Resize the short side to ``resize_size``, centre-crop ``input_size``, normalise.
+def _native(pre: dict) -> bool:
+    return pre.get("crop", "resize") == "native"
 
-    PIL image -> float tensor ``(3, input_size, input_size)``.
+
+def eval_transform(pre: dict, tta: bool = False) -> v2.Compose:
+    """``resize``: short side to ``resize_size``, centre-crop ``input_size``. ``native``: centre
+    crop of ``input_size`` at the image's own resolution (zero-padded when smaller). Then normalise.
+
+    PIL image or uint8 tensor -> float tensor ``(3, input_size, input_size)``. With ``tta``:
+    ``(V, 3, input_size, input_size)`` test-time views whose predictions are averaged: the
+    crop and its mirror image; in ``native`` mode the four corner crops and the centre crop,
+    each also mirrored (10 views).
     """
+    size = pre["input_size"]
+    if _native(pre):
+        if tta:
+            return v2.Compose([_PadTo(size),
+                               v2.FiveCrop(size), _StackMirrored(), *_to_tensor(pre)])
+        return v2.Compose([v2.CenterCrop(size), *_to_tensor(pre)])
     interp = _INTERP[pre["interpolation"]]
-    return v2.Compose([v2.Resize(pre["resize_size"], interpolation=interp, antialias=True),
-                       v2.CenterCrop(pre["input_size"]), *_to_tensor(pre)])
+    steps = [v2.Resize(pre["resize_size"], interpolation=interp, antialias=True), v2.CenterCrop(size)]
+    if tta:
+        steps.append(_StackMirrored())
+    return v2.Compose([*steps, *_to_tensor(pre)])
 
 
-def train_transform(pre: dict, augment: str = "light", crop_scale_min: float = 0.25) -> v2.Compose:
-    """Training pipeline for an augmentation preset.
+class _PadTo:
+    """Zero-pad a uint8/float tensor image to at least ``size`` on both sides (centred)."""
 
-    ``none``: same as evaluation. ``light``: random resized crop + horizontal flip (the seed
-    tutorials' recipe).
-    """
-    if augment == "none":
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, x):
+        if not isinstance(x, torch.Tensor):
+            x = v2.functional.pil_to_tensor(x)
+        h, w = x.shape[-2:]
+        dh, dw = max(0, self.size - h), max(0, self.size - w)
+        if not (dh or dw):
+            return x
+        return v2.functional.pad(x, [dw // 2, dh // 2, dw - dw // 2, dh - dh // 2])
+
+
+class _StackMirrored:
+    """One crop or a tuple of crops -> ``(2 x n, C, H, W)``: each crop, then its mirror image."""
+
+    def __call__(self, crops):
+        if not isinstance(crops, (tuple, list)):
+            crops = (crops,)
+        crops = [c if isinstance(c, torch.Tensor) else v2.functional.pil_to_tensor(c) for c in crops]
+        x = torch.stack(crops)
+        return torch.cat([x, x.flip(-1)])
+
+
+def train_transform(pre: dict, augment: "str | AugmentSpec" = "light") -> v2.Compose:
+    """Training pipeline for an augmentation preset (see :data:`AUGMENT_PRESETS`)."""
+    spec = augment if isinstance(augment, AugmentSpec) else AugmentSpec(augment)
+    if spec.preset not in AUGMENT_PRESETS:
+        raise ValueError(f"unknown augmentation preset '{spec.preset}' ({', '.join(AUGMENT_PRESETS)})")
+    if spec.preset == "none":
         return eval_transform(pre)
-    if augment == "light":
-        interp = _INTERP[pre["interpolation"]]
-        return v2.Compose([
-            v2.RandomResizedCrop(pre["input_size"], scale=(crop_scale_min, 1.0), interpolation=interp,
-                                 antialias=True),
-            v2.RandomHorizontalFlip(),
-            *_to_tensor(pre)])
-    raise ValueError(f"unknown augmentation preset '{augment}' (none, light)")
+    steps: list = [RandomDegrade(spec)] if spec.preset == "robust" else []
+    if _native(pre):
+        steps.append(v2.RandomCrop(pre["input_size"], pad_if_needed=True))
+    else:
+        steps.append(v2.RandomResizedCrop(pre["input_size"], scale=(spec.crop_scale_min, 1.0),
+                                          interpolation=_INTERP[pre["interpolation"]], antialias=True))
+    return v2.Compose([*steps, v2.RandomHorizontalFlip(), *_to_tensor(pre)])
 
 
 def denormalize(x: torch.Tensor, pre: dict) -> torch.Tensor:
