@@ -10,7 +10,7 @@ import re
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["guess_positive", "binary_scores", "equal_error_rate", "eer_threshold",
+__all__ = ["guess_positive", "binary_scores", "equal_error_rate", "eer_threshold", "between",
            "classification_report", "accuracy"]
 
 _FAKE = re.compile(r"fake|synthetic|generated|manipulated|spoof|forged|(^|[^a-z])gan([^a-z]|$)", re.I)
@@ -39,11 +39,24 @@ def equal_error_rate(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
 
     ``y`` is 1 for the positive class, ``score`` its probability.
     """
-    fpr, tpr, thr = skm.roc_curve(y, score)
+    fpr, tpr, thr = skm.roc_curve(y, score, drop_intermediate=False)  # every distinct score: see between()
     fnr = 1 - tpr
     i = int(np.nanargmin(np.abs(fnr - fpr)))
     eer = float((fpr[i] + fnr[i]) / 2)
-    return eer, float(min(thr[i], 1.0))
+    return eer, between(thr, i)
+
+
+def between(thr: np.ndarray, i: int) -> float:
+    """A threshold half-way (in logit space) between ROC threshold ``thr[i]`` and the next lower
+    score ``thr[i + 1]``: the same operating point on the data it was chosen on, but not sitting
+    on one sample's score (with well-separated validation data ``thr[i]`` can be 1.0 exactly,
+    which would call a fake with P = 0.9999 real)."""
+    hi = float(min(thr[i], 1.0))
+    if i + 1 >= len(thr):
+        return hi
+    lo = float(thr[i + 1])
+    logit = lambda p: np.log(np.clip(p, 1e-7, 1 - 1e-7) / (1 - np.clip(p, 1e-7, 1 - 1e-7)))  # noqa: E731
+    return float(1.0 / (1.0 + np.exp(-(logit(hi) + logit(lo)) / 2)))
 
 
 def eer_threshold(labels: np.ndarray, probs: np.ndarray, positive: int) -> float:
