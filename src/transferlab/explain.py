@@ -1,0 +1,104 @@
+"""Grad-CAM (Selvaraju et al., ICCV 2017): where in the image the evidence for a class lies.
+
+The target layer is the registry's ``cam_layer`` (the last convolutional block of each
+backbone), so every registered backbone is explainable without per-model code:
+``GradCAM(model, preprocess)(x)`` for tensors, :meth:`GradCAM.explain_path` for files, and
+:func:`overlay` to paint the heatmap over the image the model saw.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib import colormaps
+from PIL import Image
+
+from .backbones import TransferModel, _get_module
+from .images import load_rgb, prepare
+from .transforms import denormalize, eval_transform
+
+__all__ = ["GradCAM", "overlay", "save_overlay"]
+
+
+class GradCAM:
+    """Class-activation heatmaps from the gradients at ``model``'s ``cam_layer``.
+
+    Accepts a :class:`TransferModel` plus its ``preprocess`` dict, or a
+    :class:`~transferlab.inference.Predictor` (whose model and preprocessing it uses).
+    """
+
+    def __init__(self, model, preprocess: dict | None = None, layer: str | None = None):
+        if preprocess is None:  # a Predictor
+            model, preprocess = model.model, model.preprocess
+        self.model: TransferModel = model
+        self.preprocess = preprocess
+        self.layer_name = layer or model.cam_layer
+        self.layer = _get_module(model.body, self.layer_name)
+        self.transform = eval_transform(preprocess)
+
+    def __call__(self, x: torch.Tensor, target: int | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (B, 3, H, W)`` normalised images -> ``(heat (B, H, W) in [0, 1], probs (B, C))``.
+
+        ``target``: the class to explain (default: each image's predicted class). A map with no
+        positive evidence anywhere is all zeros.
+        """
+        store: dict[str, torch.Tensor] = {}
+
+        def keep(_module, _inputs, output):
+            out = output[0] if isinstance(output, tuple) else output
+            store["act"] = out
+            out.register_hook(lambda g: store.__setitem__("grad", g))
+
+        was_training, was_frozen = self.model.training, self.model.frozen_body
+        self.model.eval()
+        self.model.frozen_body = False  # a frozen body runs without autograd; Grad-CAM needs it
+        handle = self.layer.register_forward_hook(keep)
+        try:
+            with torch.enable_grad():
+                x = x.detach().clone().requires_grad_(True)
+                logits = self.model(x)
+                logits = logits[0] if isinstance(logits, tuple) else logits
+                idx = logits.argmax(1) if target is None else torch.as_tensor(target).expand(len(x))
+                logits.gather(1, idx.view(-1, 1).to(logits.device)).sum().backward()
+        finally:
+            handle.remove()
+            self.model.frozen_body = was_frozen
+            self.model.train(was_training)
+        act, grad = store["act"].detach().float(), store["grad"].float()
+        weights = grad.mean(dim=(2, 3), keepdim=True)           # one weight per channel
+        cam = F.relu((weights * act).sum(1, keepdim=True))
+        cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        flat = cam.flatten(1)
+        lo, hi = flat.min(1).values.view(-1, 1, 1), flat.max(1).values.view(-1, 1, 1)
+        span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))  # tiny but real spans still normalise
+        heat = torch.where(hi > lo, (cam - lo) / span, torch.zeros_like(cam))
+        return heat.detach().cpu(), logits.detach().float().softmax(1).cpu()
+
+    def explain_image(self, im: Image.Image, target: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A PIL image -> ``(heat (S, S) float, the crop the model saw (S, S, 3) uint8, probs (C,))``."""
+        x = self.transform(prepare(im, self.preprocess.get("decode_size"))).unsqueeze(0)
+        x = x.to(next(self.model.parameters()).device)
+        heat, probs = self(x, target)
+        seen = (denormalize(x[0].cpu(), self.preprocess).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        return heat[0].numpy(), seen, probs[0].numpy()
+
+    def explain_path(self, path: str | Path, target: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(heat, image as seen)`` for an image file (raises ImageReadError for bad files)."""
+        heat, seen, _ = self.explain_image(load_rgb(path), target)
+        return heat, seen
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a jet-coloured ``heat (H, W)`` in [0, 1] over ``image (H, W, 3)`` uint8."""
+    colour = colormaps["jet"](np.clip(heat, 0, 1))[..., :3] * 255.0
+    return np.clip((1 - alpha) * image.astype(np.float32) + alpha * colour, 0, 255).astype(np.uint8)
+
+
+def save_overlay(path: str | Path, image: np.ndarray, heat: np.ndarray) -> Path:
+    """Write the image and its overlay side by side as a PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate([image, overlay(image, heat)], axis=1)).save(path)
+    return path
