@@ -76,3 +76,45 @@ def test_models_lists_registry_with_status(capsys):
 def test_console_script_is_installed():
     res = subprocess.run([sys.executable, "-m", "transferlab.cli", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "predict" in res.stdout
+
+
+def test_saved_threshold_decides_the_cli_verdict(tiny_folder, tmp_path, capsys):
+    from transferlab.checkpoint import load_checkpoint, save_checkpoint
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_folder), "--model", "scratch_cnn", "--mode", "scratch", "--epochs", "2",
+                 "--image-size", "32", "--batch-size", "4", "--num-workers", "0", "--no-progress",
+                 "--augment", "none", "--out", str(run)]) == 0
+    ckpt = load_checkpoint(run / "best.pt")
+    assert ckpt["threshold"] is not None and ckpt["positive_class"] == "fake"  # saved by training
+    img = str(tiny_folder / "real" / "real_03.png")
+
+    def verdict(threshold):
+        save_checkpoint({**ckpt, "threshold": threshold}, run / "best.pt")
+        assert main(["predict", str(run), img, "--json", str(tmp_path / "p.json")]) == 0
+        js = json.loads((tmp_path / "p.json").read_text())
+        assert js["threshold"] == threshold
+        return js["predictions"][0]["label"], js["predictions"][0]["probs"]["fake"]
+    _, p_fake = verdict(ckpt["threshold"])
+    assert verdict(p_fake - 1e-4)[0] == "fake"
+    assert verdict(min(p_fake + 1e-4, 1.0))[0] == "real"
+    assert f"fake if P(fake) >= {p_fake - 1e-4:.4f}" in capsys.readouterr().out.replace(
+        f"{p_fake + 1e-4:.4f}", "")  # the rule is printed
+
+
+def test_predict_explain_and_evaluate_perturb(tiny_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_folder), "--model", "scratch_cnn", "--mode", "scratch", "--epochs", "1",
+                 "--image-size", "32", "--batch-size", "4", "--num-workers", "0", "--no-progress",
+                 "--out", str(run)]) == 0
+    assert main(["predict", str(run), str(tiny_folder / "fake"), "--explain", str(tmp_path / "cams"), "--tta"]) == 0
+    assert len(list((tmp_path / "cams").glob("*.png"))) == 10
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--perturb", "jpeg:50,blur:1", "--explain", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "jpeg:50" in out and "blur:1" in out
+    try:
+        main(["evaluate", str(run), "--perturb", "jpeg:500"])
+    except SystemExit as e:
+        assert "out of range" in str(e)
+    else:
+        raise AssertionError("a bad --perturb must stop with a message")

@@ -48,3 +48,47 @@ def test_select_eval_split_prefers_test():
     idx = DataIndex("x", ["b", "a"], {"train": [Sample("t", 0)], "val": [Sample("v", 1)]})
     name, samples = select_eval_split(idx, ["a", "b"], own=True)
     assert name == "val" and samples[0].label == 0  # relabelled to the model's class order
+
+
+def test_perturbations_get_a_table_and_a_chart(trained_run):
+    r = evaluate_run(trained_run, perturb="jpeg:5,blur:3,noise:0.2", explain=2)
+    names = [row["name"] for row in r["robustness"]]
+    assert names == ["clean", "jpeg:5", "blur:3", "noise:0.2"]
+    assert r["robustness"][0]["accuracy"] == r["accuracy"] and r["robustness"][0]["accuracy_drop"] == 0
+    assert all(row["n"] == 16 and 0 <= row["accuracy"] <= 1 for row in r["robustness"])
+    assert (trained_run / "robustness.png").exists() and (trained_run / "gradcam.png").exists()
+    md = (trained_run / "report.md").read_text()
+    assert "| jpeg:5 |" in md and "robustness.png" in md and "gradcam.png" in md
+    assert 1 <= len(r["explained"]) <= 4
+
+
+def test_perturbation_really_reaches_the_model(trained_run):
+    from transferlab.inference import Predictor
+    from transferlab.perturb import Perturbation
+    from transferlab.data import read_manifest
+    files = [s.path for s in read_manifest(trained_run / "split.csv").splits["test"]]
+    clean = Predictor.from_run(trained_run, num_workers=0).predict_paths(files)
+    noisy = Predictor.from_run(trained_run, num_workers=0, perturb=Perturbation("noise", 0.3)).predict_paths(files)
+    import numpy as np
+    logit = [[np.log(max(p.probs["fake"], 1e-30)) - np.log(max(p.probs["real"], 1e-30)) for p in ps]
+             for ps in (clean, noisy)]
+    assert np.abs(np.subtract(*logit)).max() > 0.01  # saturated probabilities hide it; logits do not
+
+
+def test_class_map_for_differently_named_folders(trained_run, tmp_path):
+    other = make_folder(tmp_path / "gan", classes=("0_real", "1_fake"), n=4)
+    with pytest.raises(DataError, match="--classes"):
+        evaluate_run(trained_run, other)
+    r = evaluate_run(trained_run, other, class_map={"real": "0_real", "fake": "1_fake"}, explain=0)
+    assert r["n"] == 8 and r["class_map"] == {"real": "0_real", "fake": "1_fake"}
+    assert sorted(r["per_class"]) == ["fake", "real"] and all(c["support"] == 4 for c in r["per_class"].values())
+    from transferlab.evaluation import parse_class_map
+    with pytest.raises(DataError, match="MODEL_CLASS=DATA_FOLDER"):
+        parse_class_map("real:0_real")
+    with pytest.raises(DataError, match="not the model's classes"):
+        evaluate_run(trained_run, other, class_map={"cat": "0_real"})
+
+
+def test_tta_evaluation_runs(trained_run):
+    r = evaluate_run(trained_run, tta=True, explain=0)
+    assert r["decision"]["tta"] is True and r["n"] == 16

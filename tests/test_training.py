@@ -122,3 +122,31 @@ def test_batchnorm_frozen_only_in_finetune_by_default(monkeypatch):
     assert not ft.body.bn1.training and sc.body.bn1.training
     ft2 = build_model(load_config(None, {"model": "resnet18", "mode": "finetune", "freeze_bn": False}), 2).train()
     assert ft2.body.bn1.training
+
+
+def test_lpft_probes_then_finetunes_and_saves_calibration(tiny_folder, tmp_path, fast_overrides, capsys):
+    over = {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / "run"), "model": "efficientnet_lite0",
+            "mode": "lpft", "lp_epochs": 3, "epochs": 2, "image_size": 32, "lr": None}
+    res = train(load_config(None, over))
+    out = capsys.readouterr().out
+    assert out.count("/3  train loss") == 3 and "then fine-tuning everything" in out
+    from transferlab.backbones import create_model
+    ref = create_model("efficientnet_lite0", 2, pretrained=True).state_dict()
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    body = [k for k in best["model"] if k.startswith("body.") and best["model"][k].is_floating_point()
+            and "running" not in k]
+    assert any(not torch.equal(best["model"][k], ref[k]) for k in body)  # the body was fine-tuned too
+    assert res.summary["params"]["trainable"] == res.summary["params"]["total"]
+    cal = res.summary["calibration"]
+    assert best["temperature"] == cal["temperature"] > 0 and best["threshold"] == cal["threshold"]
+    assert cal["threshold_rule"] == "eer" and cal["positive_class"] == "fake"
+    assert any("lpft: linear probe" in n for n in res.summary["data"]["notes"])
+
+
+def test_threshold_rule_fpr_and_argmax_are_saved(tiny_folder, tmp_path, fast_overrides):
+    r = train(load_config(None, {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / "a"),
+                                 "threshold": "argmax", "calibrate": False}))
+    best = load_checkpoint(tmp_path / "a" / "best.pt")
+    assert best["threshold"] is None and best["temperature"] == 1.0 and r.summary["calibration"]["temperature"] == 1.0
+    with pytest.raises(ConfigError, match="fpr:RATE"):
+        load_config(None, {"threshold": "fpr:2"})

@@ -12,7 +12,9 @@ __all__ = ["main", "build_parser"]
 
 _HELP = {
     "out": "run folder to write", "model": "backbone (see `transferlab models`)",
-    "mode": "scratch | features | finetune", "weights": "local state-dict file for the backbone",
+    "mode": "scratch | features | finetune | lpft", "weights": "local state-dict file for the backbone",
+    "augment": "none | light | robust (light + blur, JPEG, noise)", "crop": "resize | native (no resizing)",
+    "threshold": "two classes: decision rule saved with the model: eer | argmax | fpr:RATE",
     "lr": "learning rate of the head (default: chosen by mode and optimizer)",
     "num_workers": "data loader processes (-1: chosen for this machine)",
 }
@@ -57,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", nargs="?", help="other data set (default: the run's own test/val split)")
     p.add_argument("--out", help="where to write eval.json and report.md")
     p.add_argument("--checkpoint", default="best.pt")
+    p.add_argument("--perturb", help="also score under perturbations, e.g. jpeg:90,jpeg:75,blur:1,resize:0.5,noise:0.02")
+    p.add_argument("--tta", action="store_true", help="average test-time views (mirror; corner crops in native mode)")
+    p.add_argument("--classes", help="map model classes to the data's folders, e.g. real=0_real,fake=1_fake")
+    p.add_argument("--explain", type=int, default=6, metavar="N",
+                   help="Grad-CAM grid of N right and N wrong images (0: none)")
 
     p = sub.add_parser("predict", help="predict images, folders or globs")
     p.add_argument("run", help="run folder")
@@ -65,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write predictions as JSON")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--checkpoint", default="best.pt")
+    p.add_argument("--tta", action="store_true", help="average test-time views (mirror; corner crops in native mode)")
+    p.add_argument("--explain", nargs="?", const="explanations", metavar="DIR",
+                   help="write a Grad-CAM heatmap per image into DIR (default ./explanations)")
 
     sub.add_parser("models", help="list backbones and whether their weights are on this machine")
 
@@ -106,16 +116,31 @@ def _cmd_train(a) -> int:
 
 def _cmd_evaluate(a) -> int:
     from .evaluation import evaluate_run, render_markdown
-    report = evaluate_run(a.run, a.data, a.out, a.checkpoint)
+    from .evaluation import parse_class_map
+    from .perturb import parse_perturbations
+    try:
+        perturb = parse_perturbations(a.perturb)
+    except ValueError as e:
+        raise SystemExit(f"error: --perturb: {e}") from None
+    report = evaluate_run(a.run, a.data, a.out, a.checkpoint, perturb=perturb, tta=a.tta,
+                          class_map=parse_class_map(a.classes), explain=a.explain)
     print(render_markdown(report).split("\n| class")[0])
+    for row in report.get("robustness", []):
+        auc = "-" if row["roc_auc"] is None else f"{row['roc_auc']:.4f}"
+        print(f"  {row['name']:<12} accuracy {row['accuracy']:.4f} (drop {row['accuracy_drop']:+.4f})  ROC-AUC {auc}")
     return 0
 
 
 def _cmd_predict(a) -> int:
     from .inference import Predictor, expand_inputs
     files, problems = expand_inputs(a.paths)
-    pred = Predictor.from_run(a.run, a.checkpoint, batch_size=a.batch_size)
+    pred = Predictor.from_run(a.run, a.checkpoint, batch_size=a.batch_size, tta=a.tta)
     results = pred.predict_paths(files) if files else []
+    if a.explain:
+        _write_explanations(pred, results, Path(a.explain))
+    d = pred.decision()
+    print(f"decision: {d['rule']}" + (f"; temperature {d['temperature']:.3f}" if d["temperature"] != 1.0 else "")
+          + ("; test-time augmentation on" if d["tta"] else ""))
     width = max([len(r.path) for r in results] + [4])
     print(f"{'path':<{width}}  {'prediction':<12}" + "".join(f"  {c:>10}" for c in pred.classes))
     for r in results:
@@ -131,10 +156,28 @@ def _cmd_predict(a) -> int:
                 w.writerow([r.path, r.label or "", *[r.probs.get(c, "") for c in pred.classes], r.error or ""])
     if a.json:
         Path(a.json).write_text(json.dumps({"classes": pred.classes, "threshold": pred.threshold,
+                                            "decision": pred.decision(),
                                             "predictions": [r.to_dict() for r in results],
                                             "problems": [{"path": p, "reason": w} for p, w in problems]},
                                            indent=2))
     return 0
+
+
+def _write_explanations(pred, results, folder: Path) -> None:
+    from .explain import GradCAM, save_overlay
+    from .images import ImageReadError
+    cam = GradCAM(pred)
+    n = 0
+    for i, r in enumerate(results):
+        if r.label is None:
+            continue
+        try:
+            heat, seen = cam.explain_path(r.path, target=pred.classes.index(r.label))
+        except ImageReadError:
+            continue
+        save_overlay(folder / f"{i:04d}_{Path(r.path).stem}_{r.label}.png", seen, heat)
+        n += 1
+    print(f"wrote {n} Grad-CAM heatmap(s) (image | heatmap for the predicted class) to {folder}")
 
 
 def _cmd_models(a) -> int:

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from .images import ImageReadError, check_image, is_image_name, load_uint8
+from .images import ImageReadError, check_image, is_image_name, load_rgb, load_uint8, prepare
 
 __all__ = ["SPLITS", "DataError", "Sample", "DataIndex", "load_index", "read_manifest",
            "write_manifest", "carve_validation", "ImageDataset", "collate_skipping", "make_loader",
@@ -223,20 +223,25 @@ class ImageDataset(Dataset):
     ``cache``: a :class:`~transferlab.cache.DecodedImageCache` so each file is decoded once.
     ``seed``: make item ``i``'s random augmentation depend only on ``(seed, i)``, not on
     order or worker (used to extract reproducible augmented views).
+    ``perturb``: a PIL -> PIL degradation applied to the full-resolution decoded image before
+    anything else (robustness evaluation: ``transferlab evaluate --perturb``).
     An unreadable file yields ``(None, label, index, reason)`` instead of raising, so a
     broken JPEG found mid-epoch is reported by :func:`collate_skipping`, not fatal.
     """
 
     def __init__(self, samples: Sequence[Sample], transform: Callable | None = None,
-                 decode_size: int | None = None, cache=None, seed: int | None = None):
+                 decode_size: int | None = None, cache=None, seed: int | None = None,
+                 perturb: Callable | None = None):
         self.samples = list(samples)
         self.transform = transform
-        self.decode_size, self.cache, self.seed = decode_size, cache, seed
+        self.decode_size, self.cache, self.seed, self.perturb = decode_size, cache, seed, perturb
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def _load(self, path: str) -> torch.Tensor:
+        if self.perturb is not None:
+            return prepare(self.perturb(load_rgb(path)), self.decode_size)
         if self.cache is None:
             return load_uint8(path, self.decode_size)
         return self.cache.get(path, lambda: load_uint8(path, self.decode_size))
@@ -277,22 +282,24 @@ def default_workers() -> int:
     return min(4, n)
 
 
-def make_loader(samples: Sequence[Sample], transform: Callable, batch_size: int, shuffle: bool,
+def make_loader(samples: "Sequence[Sample] | ImageDataset", transform: Callable | None, batch_size: int, shuffle: bool,
                 num_workers: int = -1, seed: int = 0, pin_memory: bool = False,
                 decode_size: int | None = None, cache=None, item_seed: int | None = None):
     """A DataLoader over :class:`ImageDataset` that skips unreadable files (see
     :func:`collate_skipping`); seeded shuffling, persistent workers.
 
     With a decoded-image ``cache`` the data is read in this process (``num_workers`` 0), since
-    worker processes would each hold their own copy.
+    worker processes would each hold their own copy. ``samples`` may be a ready
+    :class:`ImageDataset` (then ``transform``, ``decode_size``, ``cache``, ``item_seed`` are its own).
     """
     from torch.utils.data import DataLoader
     workers = default_workers() if num_workers < 0 else num_workers
-    workers = 0 if cache is not None else workers
+    workers = 0 if cache is not None or getattr(samples, "cache", None) is not None else workers
     workers = min(workers, max(1, len(samples) // max(batch_size, 1))) if workers else 0
     g = torch.Generator()
     g.manual_seed(seed)
-    ds = ImageDataset(samples, transform, decode_size, cache, item_seed)
+    ds = samples if isinstance(samples, ImageDataset) else ImageDataset(samples, transform, decode_size, cache,
+                                                                         item_seed)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                       collate_fn=collate_skipping, pin_memory=pin_memory,
                       persistent_workers=workers > 0, generator=g, drop_last=False)

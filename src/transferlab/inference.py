@@ -4,11 +4,12 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from .backbones import TransferModel, create_model
 from .checkpoint import load_checkpoint
@@ -17,7 +18,7 @@ from .engine import evaluate, resolve_device, set_threads
 from .images import is_image_name, prepare
 from .transforms import eval_transform
 
-__all__ = ["Predictor", "Prediction", "expand_inputs"]
+__all__ = ["Predictor", "Prediction", "Scorer", "expand_inputs"]
 
 
 @dataclass
@@ -51,19 +52,48 @@ def expand_inputs(items: Iterable[str | Path]) -> tuple[list[str], list[tuple[st
     return list(dict.fromkeys(files)), problems  # each file once, first-seen order
 
 
+class Scorer(nn.Module):
+    """``model`` as the predictor uses it: logits divided by the calibration ``temperature``, and
+    test-time views ``(B, V, 3, H, W)`` averaged in probability space. Returns log-probabilities,
+    so anything that applies softmax to a model's output gets the final probabilities."""
+
+    def __init__(self, model: nn.Module, temperature: float = 1.0):
+        super().__init__()
+        self.model, self.temperature = model, float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        views = x.shape[1] if x.ndim == 5 else 1
+        x = x.flatten(0, 1) if x.ndim == 5 else x
+        logits = self.model(x.contiguous(memory_format=torch.channels_last)).float() / self.temperature
+        probs = logits.softmax(1).view(-1, views, logits.shape[1]).mean(1)
+        return probs.clamp_min(1e-12).log()
+
+
 class Predictor:
-    """A trained model plus its preprocessing, classes and decision threshold."""
+    """A trained model plus its preprocessing, classes, calibration and decision threshold.
+
+    ``temperature``: divides the logits (fitted on validation data at training time).
+    ``tta``: average the predictions of test-time views (mirror; corner crops in native mode).
+    ``perturb``: a PIL -> PIL degradation applied to every image first (robustness evaluation).
+    """
 
     def __init__(self, model: TransferModel, classes: list[str], preprocess: dict,
                  threshold: float | None = None, positive_class: str | None = None,
-                 device: str = "auto", batch_size: int = 32, num_workers: int = -1):
+                 device: str = "auto", batch_size: int = 32, num_workers: int = -1,
+                 temperature: float = 1.0, tta: bool = False, perturb: Callable | None = None):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.model.to(memory_format=torch.channels_last)
+        self.scorer = Scorer(self.model, temperature).eval()
         self.classes, self.preprocess = classes, preprocess
         self.threshold, self.positive_class = threshold, positive_class
-        self.transform = eval_transform(preprocess)
+        self.tta, self.perturb = tta, perturb
+        self.transform = eval_transform(preprocess, tta)
         self.batch_size, self.num_workers = batch_size, num_workers
+
+    @property
+    def temperature(self) -> float:
+        return self.scorer.temperature
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best.pt", **kw) -> "Predictor":
@@ -72,8 +102,16 @@ class Predictor:
         model = create_model(ckpt["backbone"], len(ckpt["classes"]), pretrained=False,
                              dropout=ckpt["config"].get("dropout", 0.0))
         model.load_state_dict(ckpt["model"])
+        kw.setdefault("temperature", ckpt.get("temperature") or 1.0)
         return cls(model, list(ckpt["classes"]), ckpt["preprocess"], ckpt.get("threshold"),
                    ckpt.get("positive_class"), **kw)
+
+    def decision(self) -> dict:
+        """How a verdict is reached, for reports and JSON output."""
+        return {"threshold": self.threshold, "positive_class": self.positive_class,
+                "temperature": self.temperature, "tta": self.tta,
+                "rule": "argmax" if self.threshold is None else
+                f"{self.positive_class} if P({self.positive_class}) >= {self.threshold:.4f}"}
 
     def _label(self, probs: np.ndarray) -> str:
         if self.threshold is not None and self.positive_class is not None and len(self.classes) == 2:
@@ -84,8 +122,7 @@ class Predictor:
     @torch.inference_mode()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
         """Probabilities ``(B, C)`` for preprocessed images ``(B, 3, H, W)``."""
-        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-        return self.model(x).float().softmax(1).cpu().numpy()
+        return self.scorer(x.to(self.device)).exp().cpu().numpy()
 
     def predict(self, images: Sequence[str | Path | Image.Image]) -> list[Prediction]:
         """Predict PIL images and/or file paths (batched). Unreadable files come back with
@@ -95,7 +132,8 @@ class Predictor:
         out: list[Prediction | None] = [None] * len(images)
         for start in range(0, len(pil), self.batch_size):
             chunk = pil[start:start + self.batch_size]
-            x = torch.stack([self.transform(prepare(im, self.preprocess.get("decode_size"))) for _, im in chunk])
+            x = torch.stack([self.transform(prepare(self.perturb(im) if self.perturb else im,
+                                                    self.preprocess.get("decode_size"))) for _, im in chunk])
             for (i, _), p in zip(chunk, self.predict_tensor(x)):
                 out[i] = self._make(f"<image {i}>", p)
         if paths:
@@ -107,11 +145,12 @@ class Predictor:
         """Predict files in batches; unreadable ones come back with ``error`` set."""
         samples = [Sample(p, 0) for p in paths]
         decode = self.preprocess.get("decode_size")
+        dataset = ImageDataset(samples, self.transform, decode, perturb=self.perturb)
         if self.num_workers > 0:
-            loader = make_loader(samples, self.transform, self.batch_size, False, self.num_workers, decode_size=decode)
+            loader = make_loader(dataset, None, self.batch_size, False, self.num_workers)
         else:  # default: one prefetch thread (worker processes measured slower on small CPUs)
-            loader = threaded_batches(ImageDataset(samples, self.transform, decode), self.batch_size)
-        res = evaluate(self.model, loader, self.device)
+            loader = threaded_batches(dataset, self.batch_size)
+        res = evaluate(self.scorer, loader, self.device, channels_last=False)
         out: list[Prediction] = [Prediction(p, None, {}, "unreadable") for p in paths]
         for idx, reason in res["skipped"]:
             out[idx] = Prediction(paths[idx], None, {}, reason)

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_curves", "plot_confusion", "plot_roc", "plot_prediction_grid"]
+__all__ = ["plot_curves", "plot_confusion", "plot_roc", "plot_prediction_grid", "plot_robustness"]
 
 GREEN, RED = "#1a7f37", "#cf222e"
 
@@ -90,4 +90,22 @@ def plot_prediction_grid(items: Sequence[tuple], path: str | Path, title: str = 
                      color=GREEN if true == pred else RED)
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_robustness(rows: Sequence[dict], path: str | Path, title: str = "robustness") -> Path:
+    """Grouped bars: accuracy, ROC-AUC and AP per perturbation (``rows``: dicts with ``name``,
+    ``accuracy`` and optionally ``roc_auc``, ``average_precision``)."""
+    keys = [k for k in ("accuracy", "roc_auc", "average_precision") if any(r.get(k) is not None for r in rows)]
+    x = np.arange(len(rows))
+    w = 0.8 / max(len(keys), 1)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2), 4))
+    for i, k in enumerate(keys):
+        vals = [r.get(k) if r.get(k) is not None else 0.0 for r in rows]
+        ax.bar(x + (i - (len(keys) - 1) / 2) * w, vals, w, label=k.replace("_", " "))
+    ax.set_xticks(x, [r["name"] for r in rows], rotation=30, ha="right")
+    ax.set(ylim=(0, 1.02), ylabel="score", title=title)
+    ax.axhline(0.5, color="grey", lw=1, ls="--")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)

@@ -19,6 +19,7 @@ import torch
 
 from . import __version__
 from .backbones import TransferModel, create_model, get_spec
+from .calibration import calibrate
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, config_to_dict, load_config, save_config
 from .cache import DecodedImageCache, FeatureCache, default_cache_dir
@@ -27,7 +28,7 @@ from .featurize import cache_key, extract_features, feature_loader
 from .engine import FitState, build_optimizer, build_scheduler, fit, resolve_device, set_threads
 from .metrics import classification_report, guess_positive
 from .plots import plot_confusion, plot_curves, plot_prediction_grid
-from .transforms import eval_transform, train_transform
+from .transforms import AugmentSpec, eval_transform, train_transform
 
 __all__ = ["train", "RunResult", "prepare_data", "build_model", "thumbnails"]
 
@@ -69,9 +70,9 @@ def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
 
 def apply_mode(model: TransferModel, cfg: TrainConfig) -> TransferModel:
     """What trains in ``cfg.mode``: features freezes the body (and its batch norm); finetune
-    keeps batch-norm statistics fixed when ``cfg.freeze_bn``."""
+    (and lpft's fine-tuning stage) keeps batch-norm statistics fixed when ``cfg.freeze_bn``."""
     model.freeze_body(cfg.mode == "features")
-    model.freeze_batchnorm(cfg.freeze_bn and cfg.mode == "finetune")
+    model.freeze_batchnorm(cfg.freeze_bn and cfg.mode in ("finetune", "lpft"))
     return model
 
 
@@ -190,7 +191,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
 
-    pre = spec.preprocess(cfg.image_size)
+    pre = spec.preprocess(cfg.image_size, cfg.crop)
+    if cfg.mode == "lpft" and last is None:
+        notes.append(_linear_probe(model, index, pre, cfg, device))
     if cfg.mode == "features" and cfg.feature_cache:
         train_loader, val_loader, fit_model, feature_notes = _feature_loaders(model, index, pre, cfg, device)
         notes += feature_notes
@@ -208,6 +211,31 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     wall = time.perf_counter() - t0
     summary = _finish(run_dir, cfg, model, fit_model, index, pre, state, writer, val_loader, device, notes, wall)
     return RunResult(run_dir, state.best_epoch, summary["best_val_acc"], summary)
+
+
+def _linear_probe(model: TransferModel, index: DataIndex, pre: dict, cfg: TrainConfig, device) -> str:
+    """LP-FT's first stage (Kumar et al., ICLR 2022): train the head alone on cached frozen
+    features, keep its best epoch, then hand the model back ready to fine-tune everything."""
+    lp = dataclasses.replace(cfg, mode="features", epochs=cfg.lp_epochs, lr=None, patience=0)
+    apply_mode(model, lp)
+    t0 = time.perf_counter()
+    train_loader, val_loader, head, _ = _feature_loaders(model, index, pre, lp, device)
+    opt = build_optimizer(model, lp)
+    best: dict = {}
+
+    def keep(record: dict, improved: bool, state: FitState, val: dict) -> None:
+        if improved:
+            best.update(epoch=record["epoch"], acc=record["val_acc"],
+                        head={k: v.detach().clone() for k, v in head.state_dict().items()})
+        _log(f"linear probe {record['epoch']:>3}/{lp.epochs}  train loss {record['train_loss']:.4f} | "
+             f"val loss {record['val_loss']:.4f} acc {record['val_acc']:.3f}{' *' if improved else ''}")
+
+    fit(head, train_loader, val_loader, opt, build_scheduler(opt, lp, len(train_loader)), device, lp, FitState(), keep)
+    head.load_state_dict(best["head"])
+    apply_mode(model, cfg)
+    return (f"lpft: linear probe on cached features for {lp.epochs} epochs ({time.perf_counter() - t0:.1f}s), "
+            f"best val accuracy {best['acc']:.4f} at epoch {best['epoch']}; then fine-tuning everything at "
+            f"lr {cfg.default_lr():g} (body x {cfg.backbone_lr_mult:g})")
 
 
 def _restore(last: dict, opt, scheduler) -> FitState:
@@ -239,7 +267,7 @@ def _image_loaders(index: DataIndex, pre: dict, cfg: TrainConfig, device: torch.
     """Train/val loaders over images; both share one decoded-image cache when enabled."""
     cache = DecodedImageCache(cfg.image_cache_mb * 2**20) if cfg.image_cache_mb > 0 else None
     pin = device.type == "cuda"
-    train = make_loader(index.splits["train"], train_transform(pre, cfg.augment, cfg.crop_scale_min),
+    train = make_loader(index.splits["train"], train_transform(pre, AugmentSpec.from_config(cfg)),
                         cfg.batch_size, True, cfg.num_workers, cfg.seed, pin, pre["decode_size"], cache)
     val = make_loader(index.splits["val"], eval_transform(pre), cfg.batch_size * 2, False, cfg.num_workers,
                       cfg.seed, pin, pre["decode_size"], cache)
@@ -281,9 +309,12 @@ def _finish(run_dir, cfg, model, fit_model, index, pre, state, writer, val_loade
     positions = getattr(val_loader, "positions", None)  # feature rows -> sample positions
     if positions is not None:
         val["indices"] = np.asarray([positions[i] for i in val["indices"]], dtype=int)
-    report = classification_report(val["labels"], val["probs"], index.classes,
-                                   guess_positive(index.classes, cfg.positive_class)
-                                   if len(index.classes) == 2 else None)
+    positive = guess_positive(index.classes, cfg.positive_class) if len(index.classes) == 2 else None
+    report = classification_report(val["labels"], val["probs"], index.classes, positive)
+    calibration = calibrate(val["labels"], val["probs"], index.classes, positive, *cfg.threshold_rule(),
+                            temperature=cfg.calibrate)
+    save_checkpoint({**best, "threshold": calibration["threshold"], "temperature": calibration["temperature"],
+                     "calibration": calibration}, run_dir / "best.pt")
     plot_curves(state.history, run_dir / "curves.png")
     plot_confusion(report["confusion_matrix"], index.classes, run_dir / "confusion_matrix.png",
                    title=f"validation (best epoch {state.best_epoch})")
@@ -295,7 +326,7 @@ def _finish(run_dir, cfg, model, fit_model, index, pre, state, writer, val_loade
         "metric": cfg.metric, "best_val_acc": report["accuracy"], "val": report,
         "history": state.history, "wall_seconds": wall,
         "time_to_best_seconds": sum(h["seconds"] for h in state.history[:state.best_epoch]),
-        "params": {"trainable": n_train, "total": n_total}, "preprocess": pre,
+        "params": {"trainable": n_train, "total": n_total}, "preprocess": pre, "calibration": calibration,
         "data": {"source": cfg.data, "classes": index.classes, "counts": index.counts(), "notes": notes,
                  "skipped_count": len(writer.skipped),
                  "skipped": [{"path": p, "reason": r} for p, r in sorted(writer.skipped.items())]},
@@ -306,6 +337,10 @@ def _finish(run_dir, cfg, model, fit_model, index, pre, state, writer, val_loade
         _log(f"skipped {len(writer.skipped)} unreadable file(s):")
         for p, r in sorted(writer.skipped.items()):
             _log(f"  {p}: {r}")
+    if calibration["threshold"] is not None:
+        _log(f"decision: {calibration['positive_class']} if P >= {calibration['threshold']:.4f} "
+             f"({calibration['threshold_rule']} on validation); temperature {calibration['temperature']:.3f}, "
+             f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
     _log(f"best epoch {state.best_epoch}: val accuracy {report['accuracy']:.4f}  -> {run_dir}")
     return summary
 
