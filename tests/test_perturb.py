@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transferlab.perturb import Perturbation, blur, jpeg, noise, parse_perturbations, resize
+from transferlab.perturb import Perturbation, blur, jpeg, noise, parse_perturbations, resize, saltpepper
 
 
 @pytest.fixture
@@ -50,3 +50,13 @@ def test_noise_is_seeded_and_scaled(photo):
 def test_resize_changes_size(photo):
     assert resize(photo, 0.5).size == (64, 64)
     assert Perturbation("resize", 0.25)(photo).size == (32, 32)
+
+
+def test_salt_and_pepper_sets_the_asked_fraction_to_black_or_white(photo):
+    out = np.asarray(saltpepper(photo, 0.1, np.random.default_rng(3)))
+    changed = (out != np.asarray(photo)).any(-1)
+    assert 0.07 < changed.mean() < 0.11  # a few hits land on pixels that already were black/white
+    extreme = out[changed]
+    assert set(np.unique(extreme)) <= {0, 255} and (extreme == 0).all(-1).mean() > 0.3
+    assert Perturbation("sp", 0.01)(photo).tobytes() == Perturbation("sp", 0.01)(photo).tobytes()
+    assert parse_perturbations("sp:0.02")[0].name == "sp:0.02"

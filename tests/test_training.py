@@ -35,6 +35,18 @@ def test_run_folder_is_self_describing(tiny_folder, tmp_path, fast_overrides):
     assert any("carved" in n for n in summary["data"]["notes"])
 
 
+@pytest.mark.parametrize("classes, expected", [(("fake", "real"), "robust"), (("ants", "bees"), "light")])
+def test_auto_augment_resolves_by_class_names_and_is_recorded(tmp_path, fast_overrides, classes, expected):
+    from conftest import make_folder
+    root = make_folder(tmp_path / "data", classes=classes, n=6)
+    cfg = load_config(None, {**fast_overrides, "augment": "auto", "epochs": 1, "data": str(root),
+                             "out": str(tmp_path / "run")})
+    train(cfg)
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["augment"] == expected
+    notes = json.loads((tmp_path / "run" / "summary.json").read_text())["data"]["notes"]
+    assert any(f"augment auto -> {expected}" in n for n in notes)
+
+
 def test_messy_folder_trains_and_names_every_skipped_file(messy_folder, tmp_path, fast_overrides, capsys):
     root, bad = messy_folder
     cfg = load_config(None, {**fast_overrides, "data": str(root), "out": str(tmp_path / "run"),

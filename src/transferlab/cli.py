@@ -13,7 +13,7 @@ __all__ = ["main", "build_parser"]
 _HELP = {
     "out": "run folder to write", "model": "backbone (see `transferlab models`)",
     "mode": "scratch | features | finetune | lpft", "weights": "local state-dict file for the backbone",
-    "augment": "none | light | robust (light + blur, JPEG, noise)", "crop": "resize | native (no resizing)",
+    "augment": "auto (robust for real/fake data, else light) | none | light | robust (+ blur, JPEG, noise) | strong", "crop": "resize | native (no resizing)",
     "threshold": "two classes: decision rule saved with the model: eer | argmax | fpr:RATE",
     "lr": "learning rate of the head (default: chosen by mode and optimizer)",
     "num_workers": "data loader processes (-1: chosen for this machine)",

@@ -20,7 +20,7 @@ MODES = ("scratch", "features", "finetune", "lpft")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("onecycle", "cosine", "step", "none")
 METRICS = ("accuracy", "loss", "auc")
-AUGMENTS = ("none", "light", "robust")
+AUGMENTS = ("auto", "none", "light", "robust", "strong")
 CROPS = ("resize", "native")
 DEFAULT_MODEL = "efficientnet_lite0"
 
@@ -52,7 +52,7 @@ class TrainConfig:
     metric: str = "accuracy"          # validation metric that picks best.pt: accuracy | loss | auc
     patience: int = 0                 # early stopping after this many epochs without improvement; 0 = off
     seed: int = 0
-    augment: str = "light"            # none | light (random resized crop + flip) | robust (light + blur/JPEG/noise)
+    augment: str = "auto"             # auto (robust for two-class real/fake data, else light) | none | light | robust | strong
     crop_scale_min: float = 0.25      # light augmentation: smallest random-resized-crop area
     blur_prob: float = 0.5            # robust: probability of a Gaussian blur ...
     blur_sigma_max: float = 3.0       # ... with sigma uniform in [0.1, this] pixels
@@ -60,6 +60,12 @@ class TrainConfig:
     jpeg_quality_min: int = 30        # ... at a quality uniform in [this, 100]
     noise_prob: float = 0.2           # robust: probability of Gaussian noise ...
     noise_std_max: float = 0.03       # ... with std uniform in [0, this] (fraction of 255)
+    rotate_deg: float = 15.0          # strong: random rotation within +- this many degrees ...
+    translate: float = 0.1            # ... shift up to this fraction of the side ...
+    scale_jitter: float = 0.15        # ... and zoom by a factor in [1 - this, 1 + this]
+    color_jitter: float = 0.2         # strong: brightness, contrast and saturation jitter
+    sp_prob: float = 0.2              # strong: probability of salt-and-pepper noise ...
+    sp_amount_max: float = 0.01       # ... hitting up to this fraction of the pixels
     crop: str = "resize"              # resize (short side, centre crop) | native (crops at the image's own resolution)
     image_size: int | None = None     # None: the backbone's own input size
     val_fraction: float = 0.2         # carved from train (stratified, seeded) when data has no val split
@@ -97,13 +103,16 @@ class TrainConfig:
         _choice("metric", self.metric, METRICS)
         _choice("augment", self.augment, AUGMENTS)
         _choice("crop", self.crop, CROPS)
-        for name in ("blur_prob", "jpeg_prob", "noise_prob"):
+        for name in ("blur_prob", "jpeg_prob", "noise_prob", "sp_prob", "sp_amount_max", "translate", "color_jitter"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if not 1 <= self.jpeg_quality_min <= 100:
             raise ConfigError(f"jpeg_quality_min must be 1-100, got {self.jpeg_quality_min}")
         if self.blur_sigma_max < 0.1 or self.noise_std_max < 0:
             raise ConfigError("blur_sigma_max must be >= 0.1 and noise_std_max >= 0")
+        if not 0 <= self.rotate_deg <= 180 or not 0 <= self.scale_jitter < 1:
+            raise ConfigError(f"rotate_deg must be 0-180 and scale_jitter in [0, 1), got {self.rotate_deg}, "
+                              f"{self.scale_jitter}")
         if self.lp_epochs < 1:
             raise ConfigError(f"lp_epochs must be >= 1, got {self.lp_epochs}")
         self.threshold_rule()

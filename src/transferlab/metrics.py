@@ -10,7 +10,7 @@ import re
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["guess_positive", "binary_scores", "equal_error_rate", "eer_threshold", "between",
+__all__ = ["guess_positive", "looks_real_fake", "binary_scores", "equal_error_rate", "eer_threshold", "between",
            "classification_report", "accuracy"]
 
 _FAKE = re.compile(r"fake|synthetic|generated|manipulated|spoof|forged|(^|[^a-z])gan([^a-z]|$)", re.I)
@@ -28,6 +28,11 @@ def guess_positive(classes: list[str], positive: str | None = None) -> int:
         return classes.index(positive)
     hits = [i for i, c in enumerate(classes) if _FAKE.search(c)]
     return hits[0] if len(hits) == 1 else 1
+
+
+def looks_real_fake(classes: list[str]) -> bool:
+    """Two classes, exactly one named like fake/generated/GAN: a real-vs-fake detection task."""
+    return len(classes) == 2 and sum(bool(_FAKE.search(c)) for c in classes) == 1
 
 
 def accuracy(labels: np.ndarray, probs: np.ndarray) -> float:

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-__all__ = ["jpeg", "blur", "noise", "resize", "Perturbation", "parse_perturbations", "PERTURBATIONS"]
+__all__ = ["jpeg", "blur", "noise", "saltpepper", "resize", "Perturbation", "parse_perturbations", "PERTURBATIONS"]
 
 
 def jpeg(im: Image.Image, quality: int) -> Image.Image:
@@ -41,6 +41,15 @@ def noise(im: Image.Image, std: float, rng: np.random.Generator | None = None) -
     return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8))
 
 
+def saltpepper(im: Image.Image, amount: float, rng: np.random.Generator | None = None) -> Image.Image:
+    """Salt-and-pepper noise: a fraction ``amount`` of the pixels set to black or white (half each)."""
+    rng = rng or np.random.default_rng(0)
+    a = np.array(im.convert("RGB"), dtype=np.uint8)
+    hit = rng.random(a.shape[:2]) < amount
+    a[hit] = np.where(rng.random(int(hit.sum())) < 0.5, 0, 255).astype(np.uint8)[:, None]
+    return Image.fromarray(a)
+
+
 def resize(im: Image.Image, factor: float) -> Image.Image:
     """Downscale (or upscale) both sides by ``factor`` with antialiased bilinear resampling."""
     size = (max(1, round(im.width * factor)), max(1, round(im.height * factor)))
@@ -59,8 +68,8 @@ class Perturbation:
         return f"{self.kind}:{self.value:g}"
 
     def __call__(self, im: Image.Image) -> Image.Image:
-        if self.kind == "noise":  # a fixed seed: the same noise for every evaluation
-            return noise(im, self.value, np.random.default_rng(0))
+        if self.kind in ("noise", "sp"):  # a fixed seed: the same noise for every evaluation
+            return PERTURBATIONS[self.kind][0](im, self.value, np.random.default_rng(0))
         return PERTURBATIONS[self.kind][0](im, self.value)
 
 
@@ -69,6 +78,7 @@ PERTURBATIONS: dict[str, tuple[Callable, Callable[[float], bool], str]] = {
     "jpeg": (jpeg, lambda v: 1 <= v <= 100 and float(v).is_integer(), "JPEG quality 1-100"),
     "blur": (blur, lambda v: 0 <= v <= 50, "Gaussian sigma in pixels, 0-50"),
     "noise": (noise, lambda v: 0 <= v <= 1, "noise std as a fraction of 255, 0-1"),
+    "sp": (saltpepper, lambda v: 0 <= v <= 1, "fraction of pixels set to black or white, 0-1"),
     "resize": (resize, lambda v: 0.05 <= v <= 4, "scale factor, 0.05-4"),
 }
 
@@ -88,7 +98,7 @@ def parse_perturbations(text: str | None) -> list[Perturbation]:
             v = float(value)
         except ValueError:
             raise ValueError(f"perturbation '{item}' needs a number after the colon, e.g. {kind}:"
-                             f"{ {'jpeg': 75, 'blur': 1, 'noise': 0.02, 'resize': 0.5}[kind] }") from None
+                             f"{ {'jpeg': 75, 'blur': 1, 'noise': 0.02, 'sp': 0.01, 'resize': 0.5}[kind] }") from None
         if not PERTURBATIONS[kind][1](v):
             raise ValueError(f"perturbation '{item}': value out of range ({PERTURBATIONS[kind][2]})")
         out.append(Perturbation(kind, v))

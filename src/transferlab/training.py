@@ -28,7 +28,7 @@ from .featurize import cache_key, extract_features, feature_loader
 from .engine import FitState, build_optimizer, build_scheduler, fit, resolve_device, set_threads
 from .metrics import classification_report, guess_positive
 from .plots import plot_confusion, plot_curves, plot_prediction_grid
-from .transforms import AugmentSpec, eval_transform, train_transform
+from .transforms import AugmentSpec, eval_transform, resolve_augment, train_transform
 
 __all__ = ["train", "RunResult", "prepare_data", "build_model", "thumbnails"]
 
@@ -182,6 +182,10 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         notes = ["resumed from last.pt"]
     else:
         index, notes = prepare_data(cfg)
+    if cfg.augment == "auto":
+        cfg.augment = resolve_augment("auto", index.classes)
+        notes.append(f"augment auto -> {cfg.augment}" + (" (two classes, real vs fake: blur/JPEG/noise "
+                     "augmentation on; --augment light turns it off)" if cfg.augment == "robust" else ""))
     model = build_model(cfg, len(index.classes)) if last is None else create_model(
         cfg.model, len(index.classes), pretrained=False, dropout=cfg.dropout)
     if last is not None:

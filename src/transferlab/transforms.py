@@ -11,7 +11,7 @@ generators leave and resizing smooths away (Wang et al., CVPR 2020).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from torchvision.transforms import v2
 from . import perturb
 
 __all__ = ["AUGMENT_PRESETS", "AugmentSpec", "RandomDegrade", "eval_transform", "train_transform",
-           "denormalize"]
+           "resolve_augment", "denormalize"]
 
 _INTERP = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
            "nearest": InterpolationMode.NEAREST}
@@ -32,7 +32,18 @@ AUGMENT_PRESETS = {
     "light": "random resized crop + horizontal flip (the seed tutorials' recipe)",
     "robust": "light + Gaussian blur, JPEG re-compression and Gaussian noise, each with its probability "
               "(Wang et al. 2020's blur+JPEG recipe for detectors that survive the internet)",
+    "strong": "robust + rotation, translation, scale, colour jitter and salt-and-pepper noise "
+              "(every technique the seed documents list)",
 }
+
+
+def resolve_augment(augment: str, classes: list[str]) -> str:
+    """``auto`` -> ``robust`` for two-class real/fake data (a class named like fake/generated/GAN
+    next to one that is not), ``light`` for anything else; other presets pass through."""
+    if augment != "auto":
+        return augment
+    from .metrics import looks_real_fake
+    return "robust" if looks_real_fake(classes) else "light"
 
 
 @dataclass(frozen=True)
@@ -47,11 +58,20 @@ class AugmentSpec:
     jpeg_quality_min: int = 30
     noise_prob: float = 0.2
     noise_std_max: float = 0.03
+    rotate_deg: float = 15.0
+    translate: float = 0.1
+    scale_jitter: float = 0.15
+    color_jitter: float = 0.2
+    sp_prob: float = 0.2
+    sp_amount_max: float = 0.01
 
     @classmethod
     def from_config(cls, cfg) -> "AugmentSpec":
-        return cls(cfg.augment, cfg.crop_scale_min, cfg.blur_prob, cfg.blur_sigma_max, cfg.jpeg_prob,
-                   cfg.jpeg_quality_min, cfg.noise_prob, cfg.noise_std_max)
+        return cls(**{f.name: getattr(cfg, "augment" if f.name == "preset" else f.name) for f in fields(cls)})
+
+    @property
+    def degrades(self) -> bool:
+        return self.preset in ("robust", "strong")
 
 
 class RandomDegrade:
@@ -66,8 +86,10 @@ class RandomDegrade:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         s = self.s
-        do_blur, do_jpeg, do_noise = (torch.rand(3) < torch.tensor([s.blur_prob, s.jpeg_prob, s.noise_prob])).tolist()
-        if not (do_blur or do_jpeg or do_noise):
+        sp_prob = s.sp_prob if s.preset == "strong" else 0.0
+        do_blur, do_jpeg, do_noise, do_sp = (
+            torch.rand(4) < torch.tensor([s.blur_prob, s.jpeg_prob, s.noise_prob, sp_prob])).tolist()
+        if not (do_blur or do_jpeg or do_noise or do_sp):
             return x
         im = Image.fromarray(x.permute(1, 2, 0).numpy())
         if do_blur:
@@ -77,12 +99,17 @@ class RandomDegrade:
         if do_noise:
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
             im = perturb.noise(im, self._u(0.0, s.noise_std_max), rng)
+        if do_sp:
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+            im = perturb.saltpepper(im, self._u(0.0, s.sp_amount_max), rng)
         return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
     def __repr__(self) -> str:
         s = self.s
         return (f"RandomDegrade(blur p={s.blur_prob} sigma<={s.blur_sigma_max}, jpeg p={s.jpeg_prob} "
-                f"q>={s.jpeg_quality_min}, noise p={s.noise_prob} std<={s.noise_std_max})")
+                f"q>={s.jpeg_quality_min}, noise p={s.noise_prob} std<={s.noise_std_max}"
+                + (f", salt-and-pepper p={s.sp_prob} amount<={s.sp_amount_max}" if s.preset == "strong" else "")
+                + ")")
 
 
 def _to_tensor(pre: dict) -> list:
@@ -149,12 +176,18 @@ def train_transform(pre: dict, augment: "str | AugmentSpec" = "light") -> v2.Com
         raise ValueError(f"unknown augmentation preset '{spec.preset}' ({', '.join(AUGMENT_PRESETS)})")
     if spec.preset == "none":
         return eval_transform(pre)
-    steps: list = [RandomDegrade(spec)] if spec.preset == "robust" else []
+    steps: list = [RandomDegrade(spec)] if spec.degrades else []
+    interp = _INTERP[pre["interpolation"]]
     if _native(pre):
         steps.append(v2.RandomCrop(pre["input_size"], pad_if_needed=True))
     else:
         steps.append(v2.RandomResizedCrop(pre["input_size"], scale=(spec.crop_scale_min, 1.0),
-                                          interpolation=_INTERP[pre["interpolation"]], antialias=True))
+                                          interpolation=interp, antialias=True))
+    if spec.preset == "strong":
+        j = spec.scale_jitter
+        steps += [v2.RandomAffine(spec.rotate_deg, (spec.translate, spec.translate), (1 - j, 1 + j),
+                                  interpolation=interp),
+                  v2.ColorJitter(spec.color_jitter, spec.color_jitter, spec.color_jitter)]
     return v2.Compose([*steps, v2.RandomHorizontalFlip(), *_to_tensor(pre)])
 
 
