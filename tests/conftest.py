@@ -91,3 +91,35 @@ def fast_overrides() -> dict:
     """Config overrides that train a tiny model in seconds on the 40 px fixtures."""
     return {"model": "scratch_cnn", "mode": "scratch", "image_size": 32, "epochs": 2, "batch_size": 4,
             "num_workers": 0, "progress": False, "augment": "none", "lr": 0.01}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Selenium through the system chromedriver (no download).
+
+    Skipped where the browser is not installed, except when TRANSFERLAB_REQUIRE_BROWSER is set
+    (``.ci/run`` sets it after installing the packages): there a missing browser fails."""
+    import os
+    import shutil
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        chromium = None
+    if not (chromium and driver):
+        msg = "needs Debian's chromium and chromium-driver and selenium (apt-get install chromium chromium-driver)"
+        if os.environ.get("TRANSFERLAB_REQUIRE_BROWSER"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    opts = Options()
+    opts.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,2000"):
+        opts.add_argument(flag)
+    d = webdriver.Chrome(service=Service(driver), options=opts)
+    d.set_page_load_timeout(60)
+    yield d
+    d.quit()

@@ -13,7 +13,7 @@ from transferlab.training import train
 from conftest import HYMENOPTERA
 
 RUN_FILES = {"config.yaml", "split.csv", "metrics.csv", "best.pt", "last.pt", "curves.png",
-             "confusion_matrix.png", "val_predictions.png", "summary.json"}
+             "confusion_matrix.png", "val_predictions.png", "summary.json", "report.html"}
 
 
 def test_run_folder_is_self_describing(tiny_folder, tmp_path, fast_overrides):

@@ -20,11 +20,11 @@ _HELP = {
 }
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
+def _add_train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per TrainConfig field, generated so the config stays the single source of truth."""
     from .config import TrainConfig
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("data", "extra"):
+        if f.name in ("data", "extra", *skip):
             continue
         flag = "--" + f.name.replace("_", "-")
         help_ = _HELP.get(f.name, "")
@@ -76,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", nargs="?", const="explanations", metavar="DIR",
                    help="write a Grad-CAM heatmap per image into DIR (default ./explanations)")
 
+    p = sub.add_parser("compare", help="train scratch / features / finetune (and more) on one split; one report")
+    p.add_argument("data", help="ImageFolder root (flat or train/val/test) or CSV manifest")
+    p.add_argument("--out", required=True, help="comparison folder: split, one run folder per run, report.html")
+    p.add_argument("--models", help="comma-separated backbones (default: the default backbone)")
+    p.add_argument("--modes", help="comma-separated modes for those backbones (default: features,finetune)")
+    p.add_argument("--no-scratch", dest="scratch", action="store_false", help="leave out the scratch_cnn baseline")
+    p.add_argument("--train-per-class", type=int, help="flat folders: training images per class (else 70%%)")
+    p.add_argument("--val-per-class", type=int, help="flat folders: validation images per class (else 15%%)")
+    p.add_argument("--groups", help="CSV of file pairs (relative to DATA) kept on one side of the split")
+    _add_train_flags(p, skip=("model", "mode", "out"))
+
+    p = sub.add_parser("show", help="preview training images as the model sees them after augmentation")
+    p.add_argument("data", help="ImageFolder root or CSV manifest")
+    p.add_argument("--out", default="augment_preview.png", help="PNG to write")
+    p.add_argument("-n", "--images", type=int, default=8, help="how many training images (one row each)")
+    p.add_argument("--views", type=int, default=5, help="augmented views per image")
+    _add_train_flags(p, skip=("out",))
+
     sub.add_parser("models", help="list backbones and whether their weights are on this machine")
 
     p = sub.add_parser("demo", help="train and check a real-vs-fake detector on built-in photos")
@@ -100,10 +118,9 @@ def _cmd_split(a) -> int:
 
 
 def _cmd_train(a) -> int:
-    from .config import TrainConfig, load_config
+    from .config import load_config
     from .training import train
-    names = [f.name for f in dataclasses.fields(TrainConfig)]
-    flags = {k: v for k, v in vars(a).items() if k in names and v is not None}
+    flags = _train_flags(a)
     if a.resume:
         train(resume=a.resume, overrides=flags)
         return 0
@@ -111,6 +128,30 @@ def _cmd_train(a) -> int:
         raise SystemExit("transferlab train: DATA is required (or --resume RUN_DIR)")
     cfg = load_config(a.config, {**flags, "data": a.data})
     train(cfg)
+    return 0
+
+
+def _train_flags(a, skip: tuple[str, ...] = ()) -> dict:
+    from .config import TrainConfig
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - set(skip)
+    return {k: v for k, v in vars(a).items() if k in names and v is not None}
+
+
+def _cmd_compare(a) -> int:
+    from .compare import compare
+    from .split import SplitSpec
+    flags = _train_flags(a, skip=("data", "out", "model", "mode"))
+    spec = SplitSpec(a.train_per_class, a.val_per_class, seed=int(flags.get("seed", 0)))
+    compare(a.data, a.out, models=a.models.split(",") if a.models else None,
+            modes=a.modes.split(",") if a.modes else None, scratch=a.scratch, overrides=flags, split=spec,
+            groups=a.groups)
+    return 0
+
+
+def _cmd_show(a) -> int:
+    from .preview import augment_preview
+    path, preset = augment_preview(a.data, a.out, a.images, a.views, _train_flags(a, skip=("data", "out")))
+    print(f"wrote {path} (augment={preset})")
     return 0
 
 
@@ -204,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     from .weights import WeightsUnavailable
     args = build_parser().parse_args(argv)
     handler = {"split": _cmd_split, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-               "models": _cmd_models, "demo": _cmd_demo}[args.command]
+               "models": _cmd_models, "demo": _cmd_demo, "compare": _cmd_compare, "show": _cmd_show}[args.command]
     try:
         return handler(args)
     except (ConfigError, DataError, WeightsUnavailable, CheckpointError, FileNotFoundError) as e:

@@ -18,7 +18,8 @@ from .inference import Predictor
 from .metrics import classification_report, eer_threshold
 from .perturb import Perturbation, parse_perturbations
 from .plots import plot_confusion, plot_prediction_grid, plot_robustness, plot_roc
-from .training import thumbnails
+from .report import run_report
+from .training import sample_grid, thumbnails
 
 __all__ = ["evaluate_run", "select_eval_split", "parse_class_map", "robustness"]
 
@@ -120,6 +121,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, out: str |
         fpr, tpr, _ = roc_curve((labels == pos).astype(int), probs[:, pos])
         plot_roc(fpr, tpr, b["roc_auc"], out / "roc.png", b["eer"], title=f"ROC, positive = {pred.classes[pos]}")
     _wrong_grid(out / "most_wrong.png", pred.classes, kept, labels, probs)
+    sample_grid(out / "test_predictions.png", kept, pred.classes, labels, probs,
+                f"{split} predictions (green right, red wrong)")
     if perturbations:
         report["robustness"] = robustness(pred, samples, perturbations, positive, threshold, report)
         plot_robustness(report["robustness"], out / "robustness.png", title=f"{split}: robustness to perturbations")
@@ -127,6 +130,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, out: str |
         report["explained"] = _explain_grid(out / "gradcam.png", pred, kept, labels, probs, explain)
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(render_markdown(report))
+    if out.resolve() == run_dir.resolve() and (run_dir / "summary.json").is_file():
+        run_report(run_dir)  # report.html now includes this evaluation
     return report
 
 
@@ -207,7 +212,7 @@ def render_markdown(r: dict) -> str:
               "![confusion](confusion_matrix_eval.png)"]
     if b and b.get("roc_auc") is not None:
         lines.append("![roc](roc.png)")
-    lines.append("![most wrong](most_wrong.png)")
+    lines += ["![predictions](test_predictions.png)", "![most wrong](most_wrong.png)"]
     if r.get("robustness"):
         lines += ["", "## Robustness", "",
                   "| perturbation | accuracy | drop | balanced acc. | ROC-AUC | AP | acc. at threshold |",

@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_curves", "plot_confusion", "plot_roc", "plot_prediction_grid", "plot_robustness"]
+__all__ = ["plot_curves", "plot_confusion", "plot_confusions", "plot_roc", "plot_prediction_grid",
+           "plot_robustness", "plot_compare_curves", "plot_augment_preview"]
 
 GREEN, RED = "#1a7f37", "#cf222e"
 
@@ -43,10 +44,26 @@ def plot_curves(history: Sequence[dict], path: str | Path) -> Path:
 def plot_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path,
                    title: str = "confusion matrix") -> Path:
     """Counts with row-normalised shading; rows are true classes."""
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.2 * n + 2))
+    _confusion_axes(ax, cm, classes, title)
+    return _save(fig, path)
+
+
+def plot_confusions(panels: Sequence[tuple[str, Sequence[Sequence[int]]]], classes: Sequence[str],
+                    path: str | Path) -> Path:
+    """Several confusion matrices side by side: ``panels`` is ``(title, matrix)`` pairs."""
+    n, k = len(classes), max(len(panels), 1)
+    fig, axes = plt.subplots(1, k, figsize=(k * (1.2 * n + 2.5), 1.2 * n + 2.2), squeeze=False)
+    for ax, (title, cm) in zip(axes.flat, panels):
+        _confusion_axes(ax, cm, classes, title)
+    return _save(fig, path)
+
+
+def _confusion_axes(ax, cm, classes: Sequence[str], title: str) -> None:
     cm = np.asarray(cm)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.2 * n + 2))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_yticks(range(n), classes)
@@ -55,7 +72,6 @@ def plot_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str], path: st
         for j in range(n):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center",
                     color="white" if norm[i, j] > 0.5 else "black")
-    return _save(fig, path)
 
 
 def plot_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: str | Path,
@@ -108,4 +124,44 @@ def plot_robustness(rows: Sequence[dict], path: str | Path, title: str = "robust
     ax.axhline(0.5, color="grey", lw=1, ls="--")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_compare_curves(histories: dict[str, Sequence[dict]], path: str | Path) -> Path:
+    """Every run on one chart: validation accuracy per epoch (left), and train (dashed) and
+    validation (solid) loss per epoch (right), one colour per run."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, (name, hist) in enumerate(histories.items()):
+        c = f"C{i % 10}"
+        ep = [h["epoch"] for h in hist]
+        a.plot(ep, [h["val_acc"] for h in hist], "o-", color=c, label=name)
+        b.plot(ep, [h["val_loss"] for h in hist], "o-", color=c, label=f"{name} val")
+        b.plot(ep, [h["train_loss"] for h in hist], "--", color=c, alpha=0.6, label=f"{name} train")
+    a.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy", ylim=(0, 1.02))
+    b.set(xlabel="epoch", ylabel="loss", title="loss (solid validation, dashed train)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    a.legend(fontsize=8, loc="lower right")
+    b.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def plot_augment_preview(rows: Sequence[tuple[str, Sequence[np.ndarray]]], path: str | Path,
+                         title: str = "") -> Path:
+    """One row per training image: its class name, then each augmented view as the model sees it.
+
+    ``rows``: ``(label, [view (H,W,3) uint8 ...])``; the first view is shown as "original" when
+    the caller puts the un-augmented image there."""
+    cols = max((len(v) for _, v in rows), default=1)
+    fig, axes = plt.subplots(max(len(rows), 1), cols, figsize=(1.9 * cols, 2.0 * max(len(rows), 1) + 0.5),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, (label, views) in enumerate(rows):
+        for c, img in enumerate(views):
+            axes[r, c].imshow(img)
+            if c == 0:
+                axes[r, c].set_title(label, fontsize=9, loc="left")
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)

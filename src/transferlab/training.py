@@ -28,6 +28,7 @@ from .featurize import cache_key, extract_features, feature_loader
 from .engine import FitState, build_optimizer, build_scheduler, fit, resolve_device, set_threads
 from .metrics import classification_report, guess_positive
 from .plots import plot_confusion, plot_curves, plot_prediction_grid
+from .report import run_report
 from .transforms import AugmentSpec, eval_transform, resolve_augment, train_transform
 
 __all__ = ["train", "RunResult", "prepare_data", "build_model", "thumbnails"]
@@ -337,6 +338,7 @@ def _finish(run_dir, cfg, model, fit_model, index, pre, state, writer, val_loade
         "machine": _machine(device),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    run_report(run_dir)
     if writer.skipped:
         _log(f"skipped {len(writer.skipped)} unreadable file(s):")
         for p, r in sorted(writer.skipped.items()):
@@ -350,12 +352,18 @@ def _finish(run_dir, cfg, model, fit_model, index, pre, state, writer, val_loade
 
 
 def _val_grid(path: Path, index: DataIndex, val: dict, n: int = 24) -> None:
-    if not len(val["indices"]):
+    samples = [index.splits["val"][i] for i in val["indices"]]
+    sample_grid(path, samples, index.classes, np.asarray([s.label for s in samples]), val["probs"],
+                "validation predictions (green right, red wrong)", n)
+
+
+def sample_grid(path: Path, samples: list, classes: list[str], labels: np.ndarray, probs: np.ndarray,
+                title: str, n: int = 24) -> None:
+    """A seeded random sample of ``n`` predictions as thumbnails, green right, red wrong."""
+    if not len(samples):
         return
-    rng = np.random.default_rng(0)
-    pick = rng.choice(len(val["indices"]), size=min(n, len(val["indices"])), replace=False)
-    samples = [index.splits["val"][val["indices"][i]] for i in pick]
-    imgs = thumbnails([s.path for s in samples])
-    items = [(img, index.classes[s.label], index.classes[int(val["probs"][i].argmax())],
-              float(val["probs"][i].max())) for img, s, i in zip(imgs, samples, pick)]
-    plot_prediction_grid(items, path, title="validation predictions (green right, red wrong)")
+    pick = np.random.default_rng(0).choice(len(samples), size=min(n, len(samples)), replace=False)
+    imgs = thumbnails([samples[i].path for i in pick])
+    items = [(img, classes[int(labels[i])], classes[int(probs[i].argmax())], float(probs[i].max()))
+             for img, i in zip(imgs, pick)]
+    plot_prediction_grid(items, path, title=title)

@@ -1,0 +1,102 @@
+import json
+import re
+
+import pytest
+
+from transferlab import compare as compare_mod
+from transferlab.compare import compare, grid
+from transferlab.config import ConfigError
+
+FAST = {"image_size": 32, "epochs": 1, "batch_size": 4, "num_workers": 0, "progress": False, "augment": "none"}
+
+
+def test_grid_defaults_and_widening():
+    assert grid() == [("scratch_cnn", "scratch"), ("efficientnet_lite0", "features"),
+                      ("efficientnet_lite0", "finetune")]
+    assert grid(["resnet18", "scratch_cnn"], ["features", "lpft"], scratch=False) == [
+        ("resnet18", "features"), ("resnet18", "lpft"), ("scratch_cnn", "scratch")]
+    with pytest.raises(ConfigError, match="unknown mode 'finetuning'"):
+        grid(modes=["finetuning"])
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    from conftest import make_folder
+    tmp = tmp_path_factory.mktemp("cmp")
+    data = make_folder(tmp / "data", n=12)
+    out = tmp / "cmp"
+    result = compare(data, out, overrides=FAST)
+    return data, out, result
+
+
+def test_compare_trains_the_default_grid_on_one_split_and_reports(compared):
+    data, out, result = compared
+    assert [r["name"] for r in result["runs"]] == ["scratch_cnn_scratch", "efficientnet_lite0_features",
+                                                  "efficientnet_lite0_finetune"]
+    assert result["counts"] == json.loads((out / "compare.json").read_text())["counts"]
+    assert sum(result["counts"]["test"].values()) > 0  # a flat folder gets a seeded test split
+    splits = {json.loads((out / r["name"] / "summary.json").read_text())["data"]["source"] for r in result["runs"]}
+    assert splits == {str(out / "split.csv")}  # every run trains on the same split
+    for r in result["runs"]:
+        assert r["eval_split"] == "test" and 0 <= r["test_acc"] <= 1 and not r["reused"]
+        assert (out / r["name"] / "report.html").is_file()
+    assert result["runs"][0]["trainable"] == result["runs"][0]["total"]  # scratch trains everything
+    assert result["runs"][1]["trainable"] < result["runs"][1]["total"] / 100  # features: the head only
+    md = (out / "report.md").read_text()
+    assert md.count("| efficientnet_lite0_") == 2 and "![curves](curves.png)" in md
+    html = (out / "report.html").read_text()
+    assert html.count("<tr") == 1 + 3 + html.count("<tr", html.index("<h2>Curves"))  # header + 3 runs first
+    # self-contained: every image is embedded, nothing is fetched
+    srcs = re.findall(r'src="([^"]*)"', html)
+    assert len(srcs) >= 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in html and "https://" not in html
+
+
+def test_interrupted_compare_reuses_the_finished_run(tmp_path, monkeypatch):
+    from conftest import make_folder
+    data = make_folder(tmp_path / "data", n=8)
+    out = tmp_path / "cmp"
+    real_train = compare_mod.train
+    calls = []
+
+    def interrupt_second(*a, **k):
+        calls.append(k.get("resume") or a[0].model)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second run trains
+        return real_train(*a, **k)
+    monkeypatch.setattr(compare_mod, "train", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        compare(data, out, overrides=FAST, models=["efficientnet_lite0"], modes=["features"])
+    first = out / "scratch_cnn_scratch"
+    stamp = (first / "best.pt").stat().st_mtime_ns, (first / "summary.json").stat().st_mtime_ns
+    calls.clear()
+    monkeypatch.setattr(compare_mod, "train", lambda *a, **k: calls.append(a[0].model) or real_train(*a, **k))
+    result = compare(data, out, overrides=FAST, models=["efficientnet_lite0"], modes=["features"])
+    assert calls == ["efficientnet_lite0"]  # only the unfinished run trained again
+    assert [r["reused"] for r in result["runs"]] == [True, False]
+    assert ((first / "best.pt").stat().st_mtime_ns, (first / "summary.json").stat().st_mtime_ns) == stamp
+
+
+def test_compare_refuses_per_run_settings_in_overrides(tmp_path):
+    with pytest.raises(ConfigError, match="--models/--modes"):
+        compare(tmp_path, tmp_path / "o", overrides={"mode": "features"})
+
+
+@pytest.mark.browser
+def test_report_html_renders_in_headless_chromium(compared, browser, tmp_path):
+    import numpy as np
+    from PIL import Image
+    _, out, result = compared
+    browser.get((out / "report.html").as_uri())
+    tables = browser.find_elements("css selector", "table")
+    assert len(tables) >= 4  # runs, settings, data, machine
+    assert len(tables[0].find_elements("css selector", "tbody tr")) == len(result["runs"])
+    assert "efficientnet_lite0_finetune" in tables[0].text
+    sizes = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);")
+    assert len(sizes) >= 4  # curves, confusion matrices, best run's predictions and most-wrong grids
+    assert all(ok and w > 100 and h > 100 for ok, w, h in sizes), sizes  # no broken images
+    shot = tmp_path / "report.png"
+    assert browser.save_screenshot(str(shot))
+    px = np.asarray(Image.open(shot).convert("L"), np.float32)
+    assert px.shape[1] >= 1000 and px.std() > 10  # a rendered page, not a blank one

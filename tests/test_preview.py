@@ -1,0 +1,28 @@
+import numpy as np
+from PIL import Image
+
+from transferlab.cli import main
+from transferlab.preview import preview_rows
+
+FAST = {"model": "scratch_cnn", "image_size": 32}
+
+
+def test_preview_rows_show_what_the_model_sees(tiny_folder):
+    rows, preset, title = preview_rows(tiny_folder, n=4, views=3, overrides={**FAST, "augment": "light"})
+    assert preset == "light" and "augment=light" in title
+    assert len(rows) == 4 and {r[0].split(":")[0] for r in rows} == {"fake", "real"}  # classes in turn
+    for _, views in rows:
+        assert len(views) == 4 and all(v.shape == (32, 32, 3) and v.dtype == np.uint8 for v in views)
+    assert any(not np.array_equal(v, views[0]) for _, views in rows for v in views[1:])
+    plain, _, _ = preview_rows(tiny_folder, n=4, views=2, overrides={**FAST, "augment": "none"})
+    assert all(np.array_equal(v, views[0]) for _, views in plain for v in views)  # none == evaluation view
+    auto, preset, _ = preview_rows(tiny_folder, n=2, views=1, overrides=FAST)
+    assert preset == "robust"  # fake/real data: auto picks the robustness preset
+
+
+def test_show_cli_writes_the_grid(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "p.png"
+    assert main(["show", str(tiny_folder), "--out", str(out), "-n", "2", "--views", "4", "--augment", "strong",
+                 "--model", "scratch_cnn", "--image-size", "32"]) == 0
+    assert "augment=strong" in capsys.readouterr().out
+    assert Image.open(out).size == (950, 450)  # 5 columns of 1.9 in, 2 rows of 2 in + title, at 100 dpi
