@@ -49,3 +49,14 @@ def test_saved_config_round_trips(tmp_path):
 def test_default_lr_depends_on_mode():
     assert load_config(None, {"mode": "finetune"}).default_lr() < load_config(None, {"mode": "features"}).default_lr()
     assert load_config(None, {"lr": 0.123}).default_lr() == 0.123
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert files
+    for f in files:
+        cfg = load_config(f)
+        assert cfg.mode in ("features", "finetune", "lpft", "scratch")
+    faces = load_config(files[[f.stem for f in files].index("faces")])
+    assert (faces.mode, faces.augment) == ("finetune", "robust")
