@@ -123,3 +123,16 @@ def browser():
     d.set_page_load_timeout(60)
     yield d
     d.quit()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A trained two-class run folder (scratch_cnn, 32 px, real/fake) with a saved threshold."""
+    from transferlab.config import load_config
+    from transferlab.training import train
+    tmp = tmp_path_factory.mktemp("tiny_run")
+    data = make_folder(tmp / "data", n=12)
+    train(load_config(None, {"model": "scratch_cnn", "mode": "scratch", "image_size": 32, "epochs": 3,
+                             "batch_size": 4, "num_workers": 0, "progress": False, "augment": "none",
+                             "lr": 0.01, "data": str(data), "out": str(tmp / "run")}))
+    return tmp / "run"

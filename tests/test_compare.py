@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from transferlab import compare as compare_mod
+import transferlab.compare as compare_mod
 from transferlab.compare import compare, grid
 from transferlab.config import ConfigError
 

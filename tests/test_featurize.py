@@ -13,7 +13,8 @@ def _setup(tiny_folder):
     torch.manual_seed(0)
     model = create_model("scratch_cnn", 2, pretrained=False).eval()
     model.freeze_body(True)
-    cfg = load_config(None, {"model": "scratch_cnn", "image_size": 32, "num_workers": 0, "batch_size": 8})
+    cfg = load_config(None, {"model": "scratch_cnn", "image_size": 32, "num_workers": 0, "batch_size": 8,
+                             "augment": "light"})
     pre = get_spec("scratch_cnn").preprocess(32)
     return model, cfg, pre, load_index(tiny_folder).splits["train"]
 

@@ -33,6 +33,7 @@ def test_run_folder_is_self_describing(tiny_folder, tmp_path, fast_overrides):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["best_epoch"] == res.best_epoch and summary["data"]["counts"]["val"] == {"fake": 2, "real": 2}
     assert any("carved" in n for n in summary["data"]["notes"])
+    assert 0 < summary["time_to_best_seconds"] <= summary["wall_seconds"]
 
 
 @pytest.mark.parametrize("classes, expected", [(("fake", "real"), "robust"), (("ants", "bees"), "light")])

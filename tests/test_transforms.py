@@ -113,3 +113,21 @@ def test_auto_augment_is_robust_for_real_fake_data_only():
     assert resolve_augment("auto", ["ants", "bees"]) == "light"
     assert resolve_augment("auto", ["fake", "real", "other"]) == "light"
     assert resolve_augment("light", ["fake", "real"]) == "light"
+
+
+def test_eval_pixels_equal_the_export_contract_preprocessing():
+    """PyTorch evaluation and the torch-free contract of exported models see identical pixels."""
+    import numpy as np
+    from skimage import data
+    from transferlab.exported import preprocess
+    from transferlab.images import prepare
+    photos = [Image.fromarray(data.chelsea()), Image.fromarray(np.random.default_rng(0).integers(
+        0, 255, (45, 71, 3), dtype=np.uint8)), Image.fromarray(data.astronaut()).resize((700, 520))]
+    for name, size, crop in [("scratch_cnn", 32, "resize"), ("efficientnet_lite0", None, "resize"),
+                             ("resnet18", None, "resize"), ("inception_v3", None, "resize"),
+                             ("efficientnet_lite0", 64, "native")]:
+        pre = get_spec(name).preprocess(size, crop)
+        for im in photos:
+            x = (denormalize(eval_transform(pre)(prepare(im, pre["decode_size"])), pre) * 255).round().numpy()
+            y = (preprocess(im, {"preprocess": pre}) * 255).round()
+            assert x.shape == y.shape and np.array_equal(x, y), (name, crop, im.size)

@@ -1,17 +1,28 @@
 """transferlab: transfer learning for small labelled image folders.
 
 Public API: ``train``, ``evaluate_run``, ``Predictor``, ``split_folder``, ``create_model``,
-``load_index``, ``TrainConfig``.
+``load_index``, ``TrainConfig``, ``export_run``, ``OnnxPredictor`` (and ``transferlab.compare.compare``).
+
+Names are imported on first use, so ``transferlab.onnx_backend`` (prediction from an ONNX
+export) works on a machine without torch.
 """
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
 
-from .backbones import create_model, names as backbone_names  # noqa: E402
-from .config import TrainConfig, load_config  # noqa: E402
-from .data import load_index  # noqa: E402
-from .evaluation import evaluate_run  # noqa: E402
-from .inference import Predictor  # noqa: E402
-from .split import SplitSpec, split_folder  # noqa: E402
-from .training import train  # noqa: E402
+_API = {
+    "train": "training", "evaluate_run": "evaluation", "Predictor": "inference", "split_folder": "split",
+    "SplitSpec": "split", "create_model": "backbones", "backbone_names": ("backbones", "names"),
+    "load_index": "data", "TrainConfig": "config", "load_config": "config",
+    "export_run": "export", "OnnxPredictor": "onnx_backend",
+}
+__all__ = ["__version__", *_API]
 
-__all__ = ["__version__", "train", "evaluate_run", "Predictor", "split_folder", "SplitSpec",
-           "create_model", "backbone_names", "load_index", "TrainConfig", "load_config"]
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'transferlab' has no attribute '{name}'")
+    module, attr = _API[name] if isinstance(_API[name], tuple) else (_API[name], name)
+    return getattr(importlib.import_module(f".{module}", __name__), attr)

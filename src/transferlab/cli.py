@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Grad-CAM grid of N right and N wrong images (0: none)")
 
     p = sub.add_parser("predict", help="predict images, folders or globs")
-    p.add_argument("run", help="run folder")
+    p.add_argument("run", help="run folder, or an exported model file (model.onnx, model.torchscript.pt)")
     p.add_argument("paths", nargs="+")
     p.add_argument("--csv", help="write predictions as CSV")
     p.add_argument("--json", help="write predictions as JSON")
@@ -93,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--images", type=int, default=8, help="how many training images (one row each)")
     p.add_argument("--views", type=int, default=5, help="augmented views per image")
     _add_train_flags(p, skip=("out",))
+
+    p = sub.add_parser("export", help="export a run as ONNX or TorchScript, checked against PyTorch")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
+    p.add_argument("--int8", action="store_true", help="ONNX: also a static int8 model calibrated on training images")
+    p.add_argument("--out", help="folder for the files (default RUN/export)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="largest probability difference accepted")
+    p.add_argument("--images", type=int, default=200, help="validation images for the parity check (0: all)")
+    p.add_argument("--checkpoint", default="best.pt")
+
+    p = sub.add_parser("serve", help="web page and JSON API that check uploaded images")
+    p.add_argument("run", help="run folder, or an exported model file")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-mb", type=float, default=10.0, help="largest accepted upload")
 
     sub.add_parser("models", help="list backbones and whether their weights are on this machine")
 
@@ -173,9 +188,17 @@ def _cmd_evaluate(a) -> int:
 
 
 def _cmd_predict(a) -> int:
-    from .inference import Predictor, expand_inputs
+    from .exported import is_exported_model
+    from .prediction import expand_inputs
     files, problems = expand_inputs(a.paths)
-    pred = Predictor.from_run(a.run, a.checkpoint, batch_size=a.batch_size, tta=a.tta)
+    if is_exported_model(a.run):
+        if a.tta or a.explain:
+            raise SystemExit("error: --tta and --explain need the run folder (PyTorch), not an exported model")
+        from .exported import load_exported
+        pred = load_exported(a.run, a.batch_size)
+    else:
+        from .inference import Predictor
+        pred = Predictor.from_run(a.run, a.checkpoint, batch_size=a.batch_size, tta=a.tta)
     results = pred.predict_paths(files) if files else []
     if a.explain:
         _write_explanations(pred, results, Path(a.explain))
@@ -221,6 +244,29 @@ def _write_explanations(pred, results, folder: Path) -> None:
     print(f"wrote {n} Grad-CAM heatmap(s) (image | heatmap for the predicted class) to {folder}")
 
 
+def _cmd_export(a) -> int:
+    from .export import export_run
+    r = export_run(a.run, a.format, a.out, a.int8, a.tolerance, a.images or None, checkpoint=a.checkpoint)
+    p, f = r["parity"], r["parity_from_files"]
+    print(f"wrote {r['file']} ({r['size_mb']:.1f} MB) and its preprocessing contract {r['contract']}")
+    print(f"parity with PyTorch on {p['n']} validation images: max probability difference {p['max_abs_diff']:.2e} "
+          f"(from the image files {f['max_abs_diff']:.2e}), identical predictions {p['identical_predictions']:.1%}")
+    if "int8" in r:
+        q = r["int8"]
+        print(f"int8: {q['file']} ({q['size_mb']:.1f} MB, {q['size_ratio']:.2f}x the size); validation accuracy "
+              f"{q['float']['accuracy']:.4f} -> {q['int8']['accuracy']:.4f} (at threshold "
+              f"{q['float']['accuracy_at_threshold']:.4f} -> {q['int8']['accuracy_at_threshold']:.4f}); "
+              f"{q['parity_vs_float']['identical_predictions']:.1%} identical predictions; "
+              f"{q['float_images_per_s']:.0f} -> {q['int8_images_per_s']:.0f} images/s")
+    return 0
+
+
+def _cmd_serve(a) -> int:
+    from .serve import run_server
+    run_server(a.run, a.host, a.port, int(a.max_mb * 2**20))
+    return 0
+
+
 def _cmd_models(a) -> int:
     from .backbones import get_spec, names
     rows = [(n, get_spec(n)) for n in names()]
@@ -238,22 +284,33 @@ def _cmd_demo(a) -> int:
     return 0
 
 
+_USER_ERRORS = {"config": "ConfigError", "data": "DataError", "weights": "WeightsUnavailable",
+                "checkpoint": "CheckpointError", "export": "ExportError"}
+
+
+def _user_errors() -> tuple[type, ...]:
+    """Errors whose message is the whole story (bad input, missing weights). Looked up only in
+    modules already imported, so ``predict`` on an ONNX export never imports torch."""
+    found = [getattr(sys.modules[f"transferlab.{m}"], n) for m, n in _USER_ERRORS.items()
+             if f"transferlab.{m}" in sys.modules]
+    return (*found, FileNotFoundError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .data import DataError
-    from .weights import WeightsUnavailable
     args = build_parser().parse_args(argv)
     handler = {"split": _cmd_split, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-               "models": _cmd_models, "demo": _cmd_demo, "compare": _cmd_compare, "show": _cmd_show}[args.command]
+               "models": _cmd_models, "demo": _cmd_demo, "compare": _cmd_compare, "show": _cmd_show,
+               "export": _cmd_export, "serve": _cmd_serve}[args.command]
     try:
         return handler(args)
-    except (ConfigError, DataError, WeightsUnavailable, CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyError as e:  # unknown backbone name
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+    except Exception as e:
+        if isinstance(e, _user_errors()):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, KeyError):  # unknown backbone name
+            print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -5,15 +5,19 @@ prediction and the demo agree on EXIF orientation and colour conversion.
 """
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "is_image_name", "load_rgb", "check_image", "to_rgb",
-           "shrink", "to_uint8_tensor", "prepare", "load_uint8"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "is_image_name", "load_rgb", "decode_bytes", "check_image", "to_rgb",
+           "shrink", "resize_short_side", "to_uint8_tensor", "prepare", "load_uint8"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -89,20 +93,45 @@ def load_rgb(path: str | Path) -> Image.Image:
     """
     p = Path(path)
     try:
-        if p.stat().st_size == 0:
-            raise ImageReadError(p, "zero-byte file")
+        size = p.stat().st_size
+    except OSError as e:
+        raise ImageReadError(p, f"cannot read file ({e.strerror})") from None
+    if size == 0:
+        raise ImageReadError(p, "zero-byte file")
+    return _decode(p, p)
+
+
+def decode_bytes(data: bytes, name: str = "upload", formats: frozenset[str] | None = None) -> Image.Image:
+    """:func:`load_rgb` for bytes in memory (uploads): the same checks and conversions, never a
+    file on disk. ``formats``: PIL format names accepted (checked on the content, not the name)."""
+    if not data:
+        raise ImageReadError(name, "zero-byte file")
+    if formats is not None:
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                kind = im.format
+        except Exception:
+            kind = None
+        if kind not in formats:
+            raise ImageReadError(name, "not an image (unrecognised content)" if kind is None else
+                                 f"{kind} images are not accepted ({', '.join(sorted(formats))})")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source, name) -> Image.Image:
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Possibly corrupt EXIF data"
-            with Image.open(p) as im:
+            with Image.open(source) as im:
                 im.load()
                 im = ImageOps.exif_transpose(im) or im
                 return to_rgb(im)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        raise ImageReadError(p, "not an image (unrecognised content)") from None
+        raise ImageReadError(name, "not an image (unrecognised content)") from None
     except Exception as e:  # decoder errors surface as OSError, ValueError, SyntaxError, ...
-        raise ImageReadError(p, _reason(e)) from None
+        raise ImageReadError(name, _reason(e)) from None
 
 
 def shrink(im: Image.Image, short_side: int | None) -> Image.Image:
@@ -118,17 +147,30 @@ def shrink(im: Image.Image, short_side: int | None) -> Image.Image:
     return im.resize(size, Image.BILINEAR, reducing_gap=3.0)
 
 
-def to_uint8_tensor(im: Image.Image) -> torch.Tensor:
+_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+
+
+def resize_short_side(im: Image.Image, size: int, interpolation: str = "bilinear") -> Image.Image:
+    """Resize so the short side is ``size`` (antialiased when shrinking; the long side is
+    truncated like torchvision's). The one resize of every evaluation and prediction pipeline,
+    PyTorch and exported alike, so their pixels are identical."""
+    w, h = im.size
+    new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+    return im if new == im.size else im.resize(new, _RESAMPLE[interpolation], reducing_gap=None)
+
+
+def to_uint8_tensor(im: Image.Image) -> "torch.Tensor":
     """RGB PIL image -> ``(3, H, W)`` uint8 tensor."""
+    import torch  # this module stays importable without torch (the ONNX backend reads images too)
     return torch.from_numpy(np.array(im, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
 
 
-def prepare(im: Image.Image, short_side: int | None = None) -> torch.Tensor:
+def prepare(im: Image.Image, short_side: int | None = None) -> "torch.Tensor":
     """Any PIL image -> RGB, :func:`shrink`, ``(3, H, W)`` uint8 tensor: the one entry point to
     the tensor pipeline, for files and in-memory images alike."""
     return to_uint8_tensor(shrink(to_rgb(im), short_side))
 
 
-def load_uint8(path: str | Path, short_side: int | None = None) -> torch.Tensor:
+def load_uint8(path: str | Path, short_side: int | None = None) -> "torch.Tensor":
     """:func:`load_rgb` then :func:`prepare`."""
     return prepare(load_rgb(path), short_side)

@@ -1,10 +1,8 @@
 """Prediction from a run folder: ``Predictor.from_run(RUN_DIR).predict(images)``."""
 from __future__ import annotations
 
-import glob
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -15,41 +13,11 @@ from .backbones import TransferModel, create_model
 from .checkpoint import load_checkpoint
 from .data import ImageDataset, Sample, make_loader, threaded_batches
 from .engine import evaluate, resolve_device, set_threads
-from .images import is_image_name, prepare
+from .images import prepare
+from .prediction import Prediction, decision, expand_inputs, label_for
 from .transforms import eval_transform
 
 __all__ = ["Predictor", "Prediction", "Scorer", "expand_inputs"]
-
-
-@dataclass
-class Prediction:
-    path: str
-    label: str | None             # predicted class; None when the file could not be read
-    probs: dict[str, float]
-    error: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"path": self.path, "label": self.label, "probs": self.probs, "error": self.error}
-
-
-def expand_inputs(items: Iterable[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Files, folders (recursive, image suffixes) and globs -> (unique files, problems)."""
-    files, problems = [], []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image_name(f))
-            files += found
-            if not found:
-                problems.append((str(p), "folder has no image files"))
-        elif p.is_file():
-            files.append(str(p))
-        else:
-            matched = sorted(f for f in glob.glob(str(item), recursive=True) if Path(f).is_file())
-            files += matched
-            if not matched:
-                problems.append((str(item), "no such file, folder or glob match"))
-    return list(dict.fromkeys(files)), problems  # each file once, first-seen order
 
 
 class Scorer(nn.Module):
@@ -108,16 +76,10 @@ class Predictor:
 
     def decision(self) -> dict:
         """How a verdict is reached, for reports and JSON output."""
-        return {"threshold": self.threshold, "positive_class": self.positive_class,
-                "temperature": self.temperature, "tta": self.tta,
-                "rule": "argmax" if self.threshold is None else
-                f"{self.positive_class} if P({self.positive_class}) >= {self.threshold:.4f}"}
+        return decision(self.threshold, self.positive_class, self.temperature, self.tta)
 
     def _label(self, probs: np.ndarray) -> str:
-        if self.threshold is not None and self.positive_class is not None and len(self.classes) == 2:
-            pos = self.classes.index(self.positive_class)
-            return self.classes[pos] if probs[pos] >= self.threshold else self.classes[1 - pos]
-        return self.classes[int(probs.argmax())]
+        return label_for(probs, self.classes, self.threshold, self.positive_class)
 
     @torch.inference_mode()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:

@@ -330,7 +330,8 @@ def _finish(run_dir, cfg, model, fit_model, index, pre, state, writer, val_loade
         "epochs_run": state.epoch, "best_epoch": state.best_epoch, "best_val_metric": state.best,
         "metric": cfg.metric, "best_val_acc": report["accuracy"], "val": report,
         "history": state.history, "wall_seconds": wall,
-        "time_to_best_seconds": sum(h["seconds"] for h in state.history[:state.best_epoch]),
+        # from the start (data indexing, feature extraction included) to the end of the best epoch
+        "time_to_best_seconds": wall - sum(h["seconds"] for h in state.history[state.best_epoch:]),
         "params": {"trainable": n_train, "total": n_total}, "preprocess": pre, "calibration": calibration,
         "data": {"source": cfg.data, "classes": index.classes, "counts": index.counts(), "notes": notes,
                  "skipped_count": len(writer.skipped),

@@ -1,0 +1,215 @@
+"""``transferlab serve RUN``: a web page and a JSON API that check uploaded images.
+
+- ``GET /``: a page to choose or drop an image and see the verdict, the probability, the
+  decision threshold and (for a run folder) the Grad-CAM heatmap.
+- ``POST /predict``: one or more images (multipart field ``files``); ``?explain=true`` adds
+  heatmaps. ``GET /health``, ``GET /model`` (model card), OpenAPI schema at ``/openapi.json``.
+- Limits: uploads above ``max_bytes`` get 413; empty, non-image (checked on the content, not the
+  name or the declared type) and truncated files get 400/415 naming the file. Uploads are read
+  into memory and never written anywhere by this code (Starlette spools large multipart parts
+  to the system temporary folder). Binds to loopback unless told otherwise.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from . import __version__
+from .exported import is_exported_model, load_exported
+from .images import ImageReadError, decode_bytes
+
+__all__ = ["create_app", "run_server", "ALLOWED_FORMATS"]
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+MAX_FILES = 16
+
+
+class _Model:
+    """The loaded model (run folder via PyTorch, or an exported file), its card and Grad-CAM."""
+
+    def __init__(self, source: str | Path):
+        self.source = Path(source)
+        self.cam = None
+        if is_exported_model(self.source):
+            self.predictor = load_exported(self.source)
+            c = self.predictor.contract
+            self.card = {"source": str(self.source), "backend": c["format"], "backbone": c["backbone"],
+                         "classes": c["classes"], "preprocess": c["preprocess"]}
+        else:
+            from .explain import GradCAM
+            from .inference import Predictor
+            self.predictor = Predictor.from_run(self.source, num_workers=0)
+            self.cam = GradCAM(self.predictor)
+            self.card = {"source": str(self.source), "backend": "pytorch", **_run_card(self.source)}
+        self.card["decision"] = self.predictor.decision()
+        self.card["explanations"] = self.cam is not None
+        self.card["transferlab"] = __version__
+
+    def heatmap(self, im: Image.Image, label: str) -> str | None:
+        if self.cam is None:
+            return None
+        from .explain import overlay
+        heat, seen, _ = self.cam.explain_image(im, target=self.predictor.classes.index(label))
+        return _png_uri(overlay(seen, heat))
+
+
+def _run_card(run: Path) -> dict:
+    s = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    ev = json.loads((run / "eval.json").read_text()) if (run / "eval.json").is_file() else None
+    card = {"backbone": s.get("backbone"), "mode": s.get("mode"), "classes": s.get("data", {}).get("classes"),
+            "training_data": {"source": s.get("data", {}).get("source"), "counts": s.get("data", {}).get("counts")},
+            "validation": {"best_epoch": s.get("best_epoch"), "accuracy": s.get("best_val_acc"),
+                           "calibration": s.get("calibration")},
+            "preprocess": s.get("preprocess")}
+    if ev:
+        card["evaluation"] = {"split": ev["split"], "n": ev["n"], "accuracy": ev["accuracy"],
+                              "roc_auc": (ev.get("binary") or {}).get("roc_auc")}
+    return card
+
+
+def _png_uri(a: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def create_app(source: str | Path, max_bytes: int = 10 * 2**20) -> FastAPI:
+    """The FastAPI application for a run folder or an exported model file."""
+    model = _Model(source)
+    app = FastAPI(title="transferlab", version=__version__,
+                  description=f"Checks images with {model.card.get('backbone')} ({model.card['backend']}).")
+    app.state.model = model
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        # refuse a body that cannot be within the limits before it is read at all
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_bytes * MAX_FILES + 2**16:
+            return JSONResponse({"detail": f"request of {int(length) / 2**20:.1f} MB is over the limit "
+                                           f"({MAX_FILES} files of {max_bytes / 2**20:.1f} MB)"}, status_code=413)
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return _PAGE.replace("__CARD__", json.dumps(model.card)).replace("__MAX_MB__", f"{max_bytes / 2**20:g}")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "backend": model.card["backend"], "classes": model.predictor.classes}
+
+    @app.get("/model")
+    def card() -> dict:
+        return model.card
+
+    @app.post("/predict")
+    async def predict(files: list[UploadFile] = File(..., description="one or more images"),
+                      explain: bool = Query(False, description="add a Grad-CAM heatmap (run folders only)")) -> dict:
+        if len(files) > MAX_FILES:
+            raise HTTPException(413, f"{len(files)} files in one request; at most {MAX_FILES}")
+        images = []
+        for f in files:
+            name = f.filename or "upload"
+            data = await f.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise HTTPException(413, f"{name}: larger than the {max_bytes / 2**20:g} MB limit")
+            try:
+                images.append((name, decode_bytes(data, name, ALLOWED_FORMATS)))
+            except ImageReadError as e:
+                code = 415 if "not an image" in e.reason or "not accepted" in e.reason else 400
+                raise HTTPException(code, f"{name}: {e.reason}; send a JPEG, PNG, WebP, BMP, GIF or TIFF image")
+        return await run_in_threadpool(_answer, model, images, explain)  # keep the event loop free
+
+    return app
+
+
+def _answer(model: _Model, images: list[tuple[str, Image.Image]], explain: bool) -> dict:
+    preds = model.predictor.predict([im for _, im in images])
+    d = model.predictor.decision()
+    pos = d["positive_class"]
+    results = [{"filename": name, "label": p.label, "probs": p.probs,
+                "probability": p.probs[pos] if pos else max(p.probs.values()),
+                "heatmap": model.heatmap(im, p.label) if explain else None}
+               for (name, im), p in zip(images, preds)]
+    return {"results": results, "decision": d}
+
+
+def run_server(source: str | Path, host: str = "127.0.0.1", port: int = 8000, max_bytes: int = 10 * 2**20) -> None:
+    import uvicorn
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {host}: anyone who can reach this machine can use the model", flush=True)
+    uvicorn.run(create_app(source, max_bytes), host=host, port=port)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>transferlab: check an image</title>
+<style>
+body{font:16px/1.5 system-ui,sans-serif;max-width:860px;margin:0 auto;padding:24px;color:#1f2328}
+#drop{border:2px dashed #8c959f;border-radius:10px;padding:28px;text-align:center;cursor:pointer}
+#drop.over{background:#ddf4ff;border-color:#0969da}
+#result{margin-top:20px;display:none}#verdict{font-size:28px;font-weight:700}
+.bar{height:14px;background:#eaeef2;border-radius:7px;overflow:hidden;margin:6px 0}
+.bar div{height:100%;background:#0969da}
+#error{color:#cf222e;margin-top:12px}
+.imgs{display:flex;gap:16px;flex-wrap:wrap;margin-top:12px}.imgs figure{margin:0}
+.imgs img{max-width:380px;max-height:380px;border:1px solid #d0d7de}
+small{color:#57606a}
+</style></head><body>
+<h1>Check an image</h1>
+<p id="model"></p>
+<label id="drop" for="file">Choose an image or drop it here (JPEG, PNG, WebP, BMP, GIF, TIFF; up to __MAX_MB__ MB)
+<input id="file" type="file" accept="image/*" style="display:none"></label>
+<div id="error" role="alert"></div>
+<div id="result">
+  <div id="verdict"></div>
+  <div class="bar"><div id="bar"></div></div>
+  <div id="probability"></div>
+  <div id="threshold"></div>
+  <div class="imgs"><figure><img id="preview" alt="uploaded image"><figcaption><small>uploaded</small></figcaption></figure>
+  <figure id="heatfig" style="display:none"><img id="heatmap" alt="Grad-CAM heatmap">
+  <figcaption><small>Grad-CAM: where the evidence for the verdict lies</small></figcaption></figure></div>
+</div>
+<p><small>JSON API: <code>POST /predict</code> (field <code>files</code>), <code>GET /model</code>,
+<code>GET /health</code>; schema at <a href="/openapi.json">/openapi.json</a>.</small></p>
+<script>
+const card = __CARD__;
+const d = card.decision;
+document.getElementById("model").textContent = `Model: ${card.backbone} (${card.backend}), classes ${card.classes.join(", ")}. `
+  + (d.threshold === null ? "Verdict: the most probable class." : `Verdict: ${d.rule}.`);
+const input = document.getElementById("file"), drop = document.getElementById("drop");
+input.addEventListener("change", () => input.files.length && check(input.files[0]));
+drop.addEventListener("dragover", e => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", e => { e.preventDefault(); drop.classList.remove("over");
+  if (e.dataTransfer.files.length) check(e.dataTransfer.files[0]); });
+async function check(file) {
+  const err = document.getElementById("error"), res = document.getElementById("result");
+  err.textContent = ""; res.style.display = "none";
+  document.getElementById("verdict").textContent = "";
+  const form = new FormData(); form.append("files", file);
+  let r;
+  try { r = await fetch("/predict?explain=" + card.explanations, {method: "POST", body: form}); }
+  catch (e) { err.textContent = "Could not reach the server: " + e; return; }
+  const body = await r.json();
+  if (!r.ok) { err.textContent = "Error " + r.status + ": " + (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)); return; }
+  const x = body.results[0], pos = d.positive_class || x.label;
+  document.getElementById("verdict").textContent = x.label;
+  document.getElementById("bar").style.width = (100 * x.probs[pos]).toFixed(1) + "%";
+  document.getElementById("probability").textContent = `P(${pos}) = ${x.probs[pos].toFixed(4)}`;
+  document.getElementById("threshold").textContent = d.threshold === null ? "decision: most probable class"
+    : `threshold ${d.threshold.toFixed(4)} (${pos} at or above it)`;
+  document.getElementById("preview").src = URL.createObjectURL(file);
+  const hf = document.getElementById("heatfig");
+  if (x.heatmap) { document.getElementById("heatmap").src = x.heatmap; hf.style.display = ""; } else hf.style.display = "none";
+  res.style.display = "block";
+}
+</script></body></html>
+"""

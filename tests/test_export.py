@@ -1,0 +1,96 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from transferlab.backbones import create_model, get_spec, names
+from transferlab.cli import main
+from transferlab.export import Deployable, ExportError, export_model, export_run
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("name", names())
+def test_export_round_trip_matches_eager_for_every_backbone(name, fmt, tmp_path):
+    torch.manual_seed(0)
+    spec = get_spec(name)
+    size = max(spec.min_size, 64)
+    module = Deployable(create_model(name, 2, pretrained=False).eval(), spec.mean, spec.std, temperature=1.7).eval()
+    path = export_model(module, fmt, tmp_path / f"m.{fmt}", size)
+    x = torch.rand(3, 3, size, size)  # a batch size other than the example's 2: the batch axis is dynamic
+    with torch.inference_mode():
+        ref_p, ref_l = (t.numpy() for t in module(x))
+    if fmt == "onnx":
+        import onnxruntime as ort
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got_p, got_l = sess.run(["probs", "logits"], {"image": x.numpy()})
+    else:
+        with torch.inference_mode():
+            got_p, got_l = (t.numpy() for t in torch.jit.load(str(path))(x))
+    scale = max(1.0, float(np.abs(ref_l).max()))  # random-init logits can be huge (inception: ~1e4)
+    assert np.abs(got_l - ref_l).max() <= 1e-4 * scale
+    assert np.abs(got_p - ref_p).max() < 1e-4 and (got_p.argmax(1) == ref_p.argmax(1)).all()
+
+
+def test_export_run_writes_model_and_contract_and_checks_parity(tiny_run, tmp_path):
+    r = export_run(tiny_run, "onnx", tmp_path / "exp")
+    contract = json.loads((tmp_path / "exp" / "model.onnx.json").read_text())
+    ckpt = torch.load(tiny_run / "best.pt", weights_only=False)
+    assert contract["classes"] == ckpt["classes"] and contract["threshold"] == ckpt["threshold"]
+    assert contract["preprocess"]["input_size"] == 32 and contract["temperature"] == ckpt["temperature"]
+    assert r["parity"]["identical_predictions"] == 1.0 and r["parity"]["max_abs_diff"] < 1e-4
+    assert r["parity_from_files"]["max_abs_diff"] < 1e-4 and r["parity"]["n"] > 0
+    assert (tmp_path / "exp" / "export_onnx.json").is_file()
+
+
+def test_export_fails_loudly_when_the_export_disagrees(tiny_run, tmp_path, monkeypatch):
+    import transferlab.export as ex
+    real = ex.export_model
+
+    def broken(module, fmt, path, size):  # an exporter that loses the normalisation
+        module.mean.zero_()
+        module.std.fill_(1.0)
+        return real(module, fmt, path, size)
+    monkeypatch.setattr(ex, "export_model", broken)
+    with pytest.raises(ExportError, match="disagrees with PyTorch"):
+        export_run(tiny_run, "torchscript", tmp_path / "bad")
+    assert (tmp_path / "bad" / "model.torchscript.pt.failed").is_file()
+    assert not (tmp_path / "bad" / "model.torchscript.pt.json").exists()  # nothing usable left behind
+
+
+def test_int8_reports_accuracy_size_and_speed(tiny_run, tmp_path):
+    q = export_run(tiny_run, "onnx", tmp_path / "q", int8=True)["int8"]
+    assert (tmp_path / "q" / "model.int8.onnx").is_file() and (tmp_path / "q" / "model.int8.onnx.json").is_file()
+    assert 0 < q["size_ratio"] < 0.7 and q["int8_images_per_s"] > 0 and q["float_images_per_s"] > 0
+    assert set(q["int8"]) == {"accuracy", "accuracy_at_threshold"} and 0 <= q["int8"]["accuracy"] <= 1
+    assert 0 <= q["parity_vs_float"]["identical_predictions"] <= 1
+    with pytest.raises(ExportError, match="--format onnx"):
+        export_run(tiny_run, "torchscript", tmp_path / "x", int8=True)
+
+
+def test_predict_with_an_exported_model_matches_the_run_and_needs_no_torch(tiny_run, tmp_path, capsys):
+    from conftest import make_folder
+    imgs = make_folder(tmp_path / "imgs", n=3)
+    assert main(["export", str(tiny_run), "--out", str(tmp_path / "e")]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(tiny_run), str(imgs), "--json", str(tmp_path / "run.json")]) == 0
+    assert main(["predict", str(tmp_path / "e" / "model.onnx"), str(imgs), "--json", str(tmp_path / "onnx.json")]) == 0
+    a = json.loads((tmp_path / "run.json").read_text())
+    b = json.loads((tmp_path / "onnx.json").read_text())
+    assert a["decision"]["rule"] == b["decision"]["rule"]
+    assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
+    assert max(abs(p["probs"][c] - q["probs"][c]) for p, q in zip(a["predictions"], b["predictions"])
+               for c in a["classes"]) < 1e-4
+    # the same command in a Python where importing torch fails
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
+            "from transferlab.cli import main\n"
+            f"rc = main(['predict', {str(tmp_path / 'e' / 'model.onnx')!r}, {str(imgs)!r}, '--json', "
+            f"{str(tmp_path / 'notorch.json')!r}])\n"
+            "assert 'torch' not in [m.split('.')[0] for m, v in sys.modules.items() if v is not None]\n"
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    c = json.loads((tmp_path / "notorch.json").read_text())
+    assert [p["label"] for p in c["predictions"]] == [p["label"] for p in b["predictions"]]
