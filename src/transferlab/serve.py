@@ -153,14 +153,15 @@ _PAGE = """<!DOCTYPE html>
 <title>transferlab: check an image</title>
 <style>
 body{font:16px/1.5 system-ui,sans-serif;max-width:860px;margin:0 auto;padding:24px;color:#1f2328}
-#drop{border:2px dashed #8c959f;border-radius:10px;padding:28px;text-align:center;cursor:pointer}
+#drop{display:block;margin:16px 0;border:2px dashed #8c959f;border-radius:10px;padding:28px;text-align:center;
+cursor:pointer}
 #drop.over{background:#ddf4ff;border-color:#0969da}
 #result{margin-top:20px;display:none}#verdict{font-size:28px;font-weight:700}
 .bar{height:14px;background:#eaeef2;border-radius:7px;overflow:hidden;margin:6px 0}
 .bar div{height:100%;background:#0969da}
 #error{color:#cf222e;margin-top:12px}
 .imgs{display:flex;gap:16px;flex-wrap:wrap;margin-top:12px}.imgs figure{margin:0}
-.imgs img{max-width:380px;max-height:380px;border:1px solid #d0d7de}
+.imgs img{width:300px;height:auto;border:1px solid #d0d7de}
 small{color:#57606a}
 </style></head><body>
 <h1>Check an image</h1>
