@@ -20,6 +20,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
 from . import perturb
+from .config import TrainConfig
 from .images import resize_short_side, to_uint8_tensor
 
 __all__ = ["AUGMENT_PRESETS", "AugmentSpec", "RandomDegrade", "eval_transform", "train_transform",
@@ -47,24 +48,27 @@ def resolve_augment(augment: str, classes: list[str]) -> str:
     return "robust" if looks_real_fake(classes) else "light"
 
 
+_DEFAULTS = TrainConfig()  # the config holds the only default values
+
+
 @dataclass(frozen=True)
 class AugmentSpec:
     """An augmentation preset and its knobs (all in :class:`~transferlab.config.TrainConfig`)."""
 
     preset: str = "light"
-    crop_scale_min: float = 0.25
-    blur_prob: float = 0.5
-    blur_sigma_max: float = 3.0
-    jpeg_prob: float = 0.5
-    jpeg_quality_min: int = 30
-    noise_prob: float = 0.2
-    noise_std_max: float = 0.03
-    rotate_deg: float = 15.0
-    translate: float = 0.1
-    scale_jitter: float = 0.15
-    color_jitter: float = 0.2
-    sp_prob: float = 0.2
-    sp_amount_max: float = 0.01
+    crop_scale_min: float = _DEFAULTS.crop_scale_min
+    blur_prob: float = _DEFAULTS.blur_prob
+    blur_sigma_max: float = _DEFAULTS.blur_sigma_max
+    jpeg_prob: float = _DEFAULTS.jpeg_prob
+    jpeg_quality_min: int = _DEFAULTS.jpeg_quality_min
+    noise_prob: float = _DEFAULTS.noise_prob
+    noise_std_max: float = _DEFAULTS.noise_std_max
+    rotate_deg: float = _DEFAULTS.rotate_deg
+    translate: float = _DEFAULTS.translate
+    scale_jitter: float = _DEFAULTS.scale_jitter
+    color_jitter: float = _DEFAULTS.color_jitter
+    sp_prob: float = _DEFAULTS.sp_prob
+    sp_amount_max: float = _DEFAULTS.sp_amount_max
 
     @classmethod
     def from_config(cls, cfg) -> "AugmentSpec":
