@@ -74,7 +74,8 @@ def test_serves_an_exported_onnx_model_without_heatmaps(tiny_run, tmp_path):
     r = c.post("/predict?explain=true", files=[("files", ("a.jpg", _jpeg(0), "image/jpeg"))])
     assert r.status_code == 200 and r.json()["results"][0]["heatmap"] is None
     ref = TestClient(create_app(tiny_run)).post("/predict", files=[("files", ("a.jpg", _jpeg(0), "image/jpeg"))])
-    assert abs(r.json()["results"][0]["probs"]["fake"] - ref.json()["results"][0]["probs"]["fake"]) < 1e-4
+    # PIL's resize (contract) vs torchvision's (PyTorch): one grey level apart on a few pixels of noise
+    assert abs(r.json()["results"][0]["probs"]["fake"] - ref.json()["results"][0]["probs"]["fake"]) < 1e-3
 
 
 @pytest.fixture

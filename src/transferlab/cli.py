@@ -99,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
     p.add_argument("--int8", action="store_true", help="ONNX: also a static int8 model calibrated on training images")
     p.add_argument("--out", help="folder for the files (default RUN/export)")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="largest probability difference accepted")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest probability difference accepted on identical inputs")
+    p.add_argument("--pipeline-tolerance", type=float, default=1e-2,
+                   help="largest difference accepted end to end from the image files (PIL vs torchvision resize)")
     p.add_argument("--images", type=int, default=200, help="validation images for the parity check (0: all)")
     p.add_argument("--checkpoint", default="best.pt")
 
@@ -246,7 +249,8 @@ def _write_explanations(pred, results, folder: Path) -> None:
 
 def _cmd_export(a) -> int:
     from .export import export_run
-    r = export_run(a.run, a.format, a.out, a.int8, a.tolerance, a.images or None, checkpoint=a.checkpoint)
+    r = export_run(a.run, a.format, a.out, a.int8, a.tolerance, a.images or None, checkpoint=a.checkpoint,
+                   pipeline_tolerance=a.pipeline_tolerance)
     p, f = r["parity"], r["parity_from_files"]
     print(f"wrote {r['file']} ({r['size_mb']:.1f} MB) and its preprocessing contract {r['contract']}")
     print(f"parity with PyTorch on {p['n']} validation images: max probability difference {p['max_abs_diff']:.2e} "

@@ -141,10 +141,12 @@ def _throughput(fn, x: np.ndarray, bs: int = 32, repeats: int = 2) -> float:
 
 def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None, int8: bool = False,
                tolerance: float = 1e-4, images: int | None = 200, calibration_images: int = 64,
-               checkpoint: str = "best.pt") -> dict:
+               checkpoint: str = "best.pt", pipeline_tolerance: float = 1e-2) -> dict:
     """Export ``run_dir/checkpoint`` and check it against eager PyTorch on the run's validation
     images (up to ``images``). Raises :class:`ExportError` when a float export differs by more
-    than ``tolerance`` in probability or changes any prediction. ``int8`` (ONNX): also a
+    than ``tolerance`` in probability or changes any prediction on identical inputs, or when the
+    deployment path from the image files (the contract's PIL preprocessing, then the export)
+    differs from PyTorch's own pipeline by more than ``pipeline_tolerance``. ``int8`` (ONNX): also a
     statically quantised model calibrated on ``calibration_images`` training images, with its
     accuracy, size and speed next to the float export's. Returns (and writes) ``export.json``."""
     if fmt not in FORMATS:
@@ -181,16 +183,18 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
               "export_seconds": seconds, "size_mb": path.stat().st_size / 2**20, "tolerance": tolerance,
               "parity": check, "parity_from_files": files,
               "eager": _accuracy(ref, labels, contract), "exported": _accuracy(got, labels, contract)}
-    worst = max(check["max_abs_diff"], files["max_abs_diff"])
-    if worst > tolerance or min(check["identical_predictions"], files["identical_predictions"]) < 1.0:
+    # the model must match to `tolerance`; from the files, PIL's resize may differ from torchvision's by
+    # one grey level on a few pixels, so a looser bound there still catches a lost preprocessing step
+    if (check["max_abs_diff"] > tolerance or check["identical_predictions"] < 1.0
+            or files["max_abs_diff"] > pipeline_tolerance):
         failed = path.with_name(path.name + ".failed")
         os.replace(path, failed)
         contract_path(path).unlink()
         raise ExportError(f"{fmt} export disagrees with PyTorch on {check['n']} validation images: max probability "
-                          f"difference {check['max_abs_diff']:.2e} on the same inputs, {files['max_abs_diff']:.2e} "
-                          f"from the files (tolerance {tolerance:g}); identical predictions "
-                          f"{min(check['identical_predictions'], files['identical_predictions']):.1%}; the file is "
-                          f"kept as {failed} for inspection")
+                          f"difference {check['max_abs_diff']:.2e} on the same inputs (tolerance {tolerance:g}), "
+                          f"{files['max_abs_diff']:.2e} from the image files (tolerance {pipeline_tolerance:g}); "
+                          f"identical predictions {check['identical_predictions']:.1%}; the file is kept as "
+                          f"{failed} for inspection")
     if int8:
         report["int8"] = _int8(path, run_dir, contract, x, labels, got, calibration_images)
     (out / f"export_{fmt}.json").write_text(json.dumps(report, indent=2))

@@ -39,7 +39,7 @@ def cache_key(model: TransferModel, cfg: TrainConfig, pre: dict, views: int) -> 
     floats = [v for v in model.body.state_dict().values() if v.dtype.is_floating_point]
     # a cheap fingerprint of the body's weights: sum and norm of every float tensor
     fp = torch.stack([torch.stack([v.double().sum(), v.double().norm()]) for v in floats])
-    return {"version": 3, "backbone": model.backbone_name, "weights": f"{fp.sum().item():.10e}:{fp.norm().item():.10e}",
+    return {"version": 2, "backbone": model.backbone_name, "weights": f"{fp.sum().item():.10e}:{fp.norm().item():.10e}",
             "preprocess": pre, "views": views, "augment": dataclasses.asdict(AugmentSpec.from_config(cfg)) if views else None,
             "seed": cfg.seed}
 

@@ -21,7 +21,6 @@ from torchvision.transforms import v2
 
 from . import perturb
 from .config import TrainConfig
-from .images import resize_short_side, to_uint8_tensor
 
 __all__ = ["AUGMENT_PRESETS", "AugmentSpec", "RandomDegrade", "eval_transform", "train_transform",
            "resolve_augment", "denormalize"]
@@ -140,26 +139,11 @@ def eval_transform(pre: dict, tta: bool = False) -> v2.Compose:
             return v2.Compose([_PadTo(size),
                                v2.FiveCrop(size), _StackMirrored(), *_to_tensor(pre)])
         return v2.Compose([v2.CenterCrop(size), *_to_tensor(pre)])
-    steps = [_ResizeShortSide(pre["resize_size"], pre["interpolation"]), v2.CenterCrop(size)]
+    interp = _INTERP[pre["interpolation"]]
+    steps = [v2.Resize(pre["resize_size"], interpolation=interp, antialias=True), v2.CenterCrop(size)]
     if tta:
         steps.append(_StackMirrored())
     return v2.Compose([*steps, *_to_tensor(pre)])
-
-
-class _ResizeShortSide:
-    """uint8 tensor or PIL image -> uint8 tensor with the short side at ``size``, through
-    :func:`~transferlab.images.resize_short_side` (PIL): the exact resize that exported models'
-    contract prescribes, so PyTorch and ONNX/TorchScript predictions see the same pixels."""
-
-    def __init__(self, size: int, interpolation: str):
-        self.size, self.interpolation = size, interpolation
-
-    def __call__(self, x):
-        im = Image.fromarray(x.permute(1, 2, 0).numpy()) if isinstance(x, torch.Tensor) else x
-        return to_uint8_tensor(resize_short_side(im, self.size, self.interpolation))
-
-    def __repr__(self) -> str:
-        return f"ResizeShortSide({self.size}, {self.interpolation}, antialias=True)"
 
 
 class _PadTo:
