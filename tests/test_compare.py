@@ -100,3 +100,18 @@ def test_report_html_renders_in_headless_chromium(compared, browser, tmp_path):
     assert browser.save_screenshot(str(shot))
     px = np.asarray(Image.open(shot).convert("L"), np.float32)
     assert px.shape[1] >= 1000 and px.std() > 10  # a rendered page, not a blank one
+
+
+def test_missing_pretrained_weights_fail_before_anything_trains(tmp_path, monkeypatch):
+    from transferlab.backbones import get_spec
+    from transferlab.weights import WeightsUnavailable
+    w = get_spec("resnet18").weights
+
+    def offline(name):
+        raise WeightsUnavailable(f"pretrained weights for '{name}' are not in the torch cache")
+    monkeypatch.setattr(type(w), "status", lambda self: "download")
+    monkeypatch.setattr(w, "state_dict", offline)
+    monkeypatch.setattr(compare_mod, "train", lambda *a, **k: pytest.fail("trained before checking weights"))
+    with pytest.raises(WeightsUnavailable, match="resnet18"):
+        compare(tmp_path, tmp_path / "out", models=["resnet18"])
+    assert not (tmp_path / "out").exists()

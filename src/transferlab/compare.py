@@ -46,6 +46,16 @@ def grid(models: Sequence[str] | None = None, modes: Sequence[str] | None = None
     return out
 
 
+def _require_weights(pairs: Sequence[tuple[str, str]]) -> None:
+    """Fail before the first run trains when a pretrained run's weights are neither bundled nor
+    cached and cannot be downloaded (the error says where to put the file)."""
+    from .backbones import get_spec
+    for model, mode in pairs:
+        w = get_spec(model).weights
+        if mode != "scratch" and w.status() == "download":
+            w.state_dict(model)  # downloads into the torch cache, or raises WeightsUnavailable
+
+
 @dataclass
 class RunRow:
     """One line of the comparison table."""
@@ -98,15 +108,17 @@ def compare(data: str | Path, out: str | Path, models: Sequence[str] | None = No
     ``report.md`` and ``report.html`` in ``out``. ``overrides``: training settings shared by every
     run (epochs, seed, augment ...). Returns the ``compare.json`` dict."""
     t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     for k in ("model", "mode", "out", "data"):
         if k in overrides:
             raise ConfigError(f"'{k}' is set per run by compare; use --models/--modes/--out instead")
+    pairs = grid(models, modes, scratch)
+    if not overrides.get("weights"):
+        _require_weights(pairs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     spec = split or SplitSpec(seed=int(overrides.get("seed", 0)))
     index = prepare_split(data, out, spec, groups)
-    pairs = grid(models, modes, scratch)
     rows: list[RunRow] = []
     for i, (model, mode) in enumerate(pairs, 1):
         name = f"{model}_{mode}"
