@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from transferlab.config import load_config
@@ -56,6 +57,9 @@ def test_perturbations_get_a_table_and_a_chart(trained_run):
     assert names == ["clean", "jpeg:5", "blur:3", "noise:0.2"]
     assert r["robustness"][0]["accuracy"] == r["accuracy"] and r["robustness"][0]["accuracy_drop"] == 0
     assert all(row["n"] == 16 and 0 <= row["accuracy"] <= 1 for row in r["robustness"])
+    for row in r["robustness"]:  # two classes: every changed prediction turned right or wrong
+        assert row["changed"] == row["right_to_wrong"] + row["wrong_to_right"]
+        assert abs(row["accuracy_drop"] * 16 - (row["right_to_wrong"] - row["wrong_to_right"])) < 1e-9
     assert (trained_run / "robustness.png").exists() and (trained_run / "gradcam.png").exists()
     md = (trained_run / "report.md").read_text()
     assert "| jpeg:5 |" in md and "robustness.png" in md and "gradcam.png" in md
@@ -92,3 +96,28 @@ def test_class_map_for_differently_named_folders(trained_run, tmp_path):
 def test_tta_evaluation_runs(trained_run):
     r = evaluate_run(trained_run, tta=True, explain=0)
     assert r["decision"]["tta"] is True and r["n"] == 16
+
+
+def test_robustness_counts_changed_predictions_both_ways():
+    from transferlab.data import Sample
+    from transferlab.evaluation import robustness
+    from transferlab.metrics import classification_report
+    from transferlab.perturb import Perturbation
+    from transferlab.prediction import Prediction
+    labels = [0, 0, 0, 1, 1, 1]
+    clean_guess, jpeg_guess = [0, 0, 1, 1, 1, 0], [1, 0, 0, 0, 1, 0]  # 2 turn wrong, 1 turns right
+
+    class Stub:
+        classes, perturb = ["fake", "real"], None
+
+        def predict_paths(self, paths):
+            guess = clean_guess if self.perturb is None else jpeg_guess
+            return [Prediction(p, self.classes[g], {"fake": 0.9 - 0.8 * g, "real": 0.1 + 0.8 * g})
+                    for p, g in zip(paths, guess)]
+    samples = [Sample(f"img{i}.png", y) for i, y in enumerate(labels)]
+    probs = np.array([[0.9 - 0.8 * g, 0.1 + 0.8 * g] for g in clean_guess])
+    clean = classification_report(np.array(labels), probs, Stub.classes, 0)
+    rows = robustness(Stub(), samples, [Perturbation("jpeg", 75)], 0, None, clean,
+                      {s.path: g for s, g in zip(samples, clean_guess)})
+    assert rows[1]["changed"] == 3 and rows[1]["right_to_wrong"] == 2 and rows[1]["wrong_to_right"] == 1
+    assert abs(rows[1]["accuracy_drop"] - 1 / 6) < 1e-9  # the drop shows only the net 2 - 1

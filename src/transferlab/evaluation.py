@@ -124,7 +124,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, out: str |
     sample_grid(out / "test_predictions.png", kept, pred.classes, labels, probs,
                 f"{split} predictions (green right, red wrong)")
     if perturbations:
-        report["robustness"] = robustness(pred, samples, perturbations, positive, threshold, report)
+        report["robustness"] = robustness(pred, samples, perturbations, positive, threshold, report,
+                                          dict(zip((s.path for s in kept), probs.argmax(1))))
         plot_robustness(report["robustness"], out / "robustness.png", title=f"{split}: robustness to perturbations")
     if explain:
         report["explained"] = _explain_grid(out / "gradcam.png", pred, kept, labels, probs, explain)
@@ -143,16 +144,30 @@ def _row(name: str, r: dict) -> dict:
 
 
 def robustness(pred: Predictor, samples: list[Sample], perturbations: Sequence[Perturbation],
-               positive: int | None, threshold: float | None, clean: dict) -> list[dict]:
+               positive: int | None, threshold: float | None, clean: dict,
+               clean_pred: dict[str, int] | None = None) -> list[dict]:
     """One row per perturbation (and ``clean`` first): accuracy, balanced accuracy, ROC-AUC, AP
-    and accuracy at the decision threshold, with the drop from clean accuracy."""
+    and accuracy at the decision threshold, with the drop from clean accuracy. With
+    ``clean_pred`` (path -> clean argmax class): how many predictions the perturbation changed,
+    right -> wrong and wrong -> right; the accuracy drop is the difference of the two, which can
+    hide many changes that cancel out."""
     rows = [_row("clean", clean)]
+    if clean_pred is not None:
+        rows[0].update(changed=0, right_to_wrong=0, wrong_to_right=0)
     saved = pred.perturb
     try:
         for p in perturbations:
             pred.perturb = p
-            probs, labels, _, _ = _probs(pred, samples)
-            rows.append(_row(p.name, classification_report(labels, probs, pred.classes, positive, threshold)))
+            probs, labels, kept, _ = _probs(pred, samples)
+            row = _row(p.name, classification_report(labels, probs, pred.classes, positive, threshold))
+            if clean_pred is not None:
+                now = probs.argmax(1)
+                before = np.asarray([clean_pred.get(s.path, -1) for s in kept])
+                both = before >= 0
+                row.update(changed=int((now != before)[both].sum()),
+                           right_to_wrong=int(((before == labels) & (now != labels))[both].sum()),
+                           wrong_to_right=int(((before != labels) & (now == labels))[both].sum()))
+            rows.append(row)
     finally:
         pred.perturb = saved
     for r in rows:
@@ -215,13 +230,16 @@ def render_markdown(r: dict) -> str:
     lines += ["![predictions](test_predictions.png)", "![most wrong](most_wrong.png)"]
     if r.get("robustness"):
         lines += ["", "## Robustness", "",
-                  "| perturbation | accuracy | drop | balanced acc. | ROC-AUC | AP | acc. at threshold |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| perturbation | accuracy | drop | balanced acc. | ROC-AUC | AP | acc. at threshold | "
+                  "changed (right -> wrong / wrong -> right) |",
+                  "|---|---|---|---|---|---|---|---|"]
         f = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         for row in r["robustness"]:
+            flips = (f"{row['changed']} ({row['right_to_wrong']} / {row['wrong_to_right']})"
+                     if "changed" in row else "-")
             lines.append(f"| {row['name']} | {f(row['accuracy'])} | {f(row['accuracy_drop'])} | "
                          f"{f(row['balanced_accuracy'])} | {f(row['roc_auc'])} | {f(row['average_precision'])} | "
-                         f"{f(row['accuracy_at_threshold'])} |")
+                         f"{f(row['accuracy_at_threshold'])} | {flips} |")
         lines += ["", "![robustness](robustness.png)"]
     if r.get("explained"):
         lines += ["", "## Explanations", "", "![Grad-CAM](gradcam.png)"]

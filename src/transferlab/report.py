@@ -158,9 +158,11 @@ def _eval_section(run_dir: Path, ev: dict) -> list[str]:
            figure(run_dir / "most_wrong.png", "most confidently wrong")]
     if ev.get("robustness"):
         out += ["<h3>Robustness</h3>",
-                table(["perturbation", "accuracy", "drop", "balanced acc.", "ROC-AUC", "AP", "acc. at threshold"],
+                table(["perturbation", "accuracy", "drop", "balanced acc.", "ROC-AUC", "AP", "acc. at threshold",
+                       "predictions changed", "right -> wrong", "wrong -> right"],
                       [(r["name"], r["accuracy"], r["accuracy_drop"], r["balanced_accuracy"], r["roc_auc"],
-                        r["average_precision"], r["accuracy_at_threshold"]) for r in ev["robustness"]]),
+                        r["average_precision"], r["accuracy_at_threshold"], r.get("changed"),
+                        r.get("right_to_wrong"), r.get("wrong_to_right")) for r in ev["robustness"]]),
                 figure(run_dir / "robustness.png", "accuracy, ROC-AUC and AP under each perturbation")]
     if ev.get("explained"):
         out += ["<h3>Explanations</h3>", figure(run_dir / "gradcam.png", "Grad-CAM: where the model looked")]
