@@ -2,7 +2,7 @@
 augmentation, each scored clean and under JPEG re-compression and blur.
 
     .venv/bin/python benchmarks/bench_faces.py [--data ../shared/data/faces/ciplab_real_and_fake_face]
-        [--modes features,finetune,lpft] [--augments light,robust] [--perturb jpeg:75,blur:1]
+        [--modes features,finetune,lpft] [--augments light,robust] [--perturb jpeg:75,blur:1] [--reeval]
 
 Grouped, seeded split (500 + 500 train, 60 + 60 validation, the rest test; the image pairs in
 same_source_pairs.csv stay on one side). Finished runs in benchmarks/results/faces/ are reused,
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--perturb", default="jpeg:75,blur:1")
     ap.add_argument("--extra", default="", help="more train flags for every run, e.g. '--crop native'")
     ap.add_argument("--tag", default="", help="suffix for the run folders")
+    ap.add_argument("--reeval", action="store_true", help="evaluate finished runs again (new metrics)")
     a = ap.parse_args()
     work = RESULTS / "faces"
     split = work / "split"
@@ -51,16 +52,16 @@ def main() -> None:
             if not (run / "summary.json").exists():
                 sh("train", str(split / "split.csv"), "--mode", mode, "--augment", aug, "--out", str(run),
                    "--no-progress", *a.extra.split())
-            if not (run / "eval.json").exists():
+            if a.reeval or not (run / "eval.json").exists():
                 sh("evaluate", str(run), "--perturb", a.perturb, "--explain", "0")
             summary = json.loads((run / "summary.json").read_text())
             ev = json.loads((run / "eval.json").read_text())
             rob = {r["name"]: r for r in ev["robustness"]}
             rows.append({"mode": mode, "augment": aug, "run": str(run), "train_seconds": summary["wall_seconds"],
                          "best_val_acc": summary["best_val_acc"], "seconds_this_call": time.perf_counter() - t0,
-                         **{f"{name}_{k}": r[k] for name, r in rob.items()
+                         **{f"{name}_{k}": r.get(k) for name, r in rob.items()
                             for k in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision",
-                                      "accuracy_at_threshold")}})
+                                      "accuracy_at_threshold", "changed", "right_to_wrong", "wrong_to_right")}})
     names = [r for r in ("clean", *a.perturb.split(","))]
     head = "| mode | augment | train s | val acc | " + " | ".join(
         f"{n} acc | {n} AUC | {n} AP" for n in names) + " | " + " | ".join(f"drop {n}" for n in names[1:]) + " |"
@@ -72,6 +73,10 @@ def main() -> None:
             cells += [f"{r[f'{n}_accuracy']:.3f}", f"{r[f'{n}_roc_auc']:.3f}", f"{r[f'{n}_average_precision']:.3f}"]
         cells += [f"{r['clean_accuracy'] - r[f'{n}_accuracy']:+.3f}" for n in names[1:]]
         print("| " + " | ".join(cells) + " |")
+    print("\nPredictions each perturbation changed on the test split (right -> wrong / wrong -> right):")
+    for r in rows:
+        print(f"  {r['mode']:<9} {r['augment']:<7} " + "  ".join(
+            f"{n}: {r[f'{n}_changed']} ({r[f'{n}_right_to_wrong']} / {r[f'{n}_wrong_to_right']})" for n in names[1:]))
     save(f"faces{a.tag}", {"data": a.data, "perturb": a.perturb, "rows": rows})
 
 
