@@ -22,8 +22,7 @@ from torch import nn
 from . import __version__
 from .checkpoint import load_checkpoint
 from .data import read_manifest
-from .exported import CONTRACT_VERSION, OnnxPredictor, TorchScriptPredictor, contract_path, preprocess
-from .images import ImageReadError, load_rgb
+from .exported import CONTRACT_VERSION, OnnxPredictor, TorchScriptPredictor, contract_path, load_input
 from .inference import Predictor
 
 __all__ = ["FORMATS", "ExportError", "Deployable", "export_model", "export_run", "parity"]
@@ -100,15 +99,10 @@ def _validation_images(run_dir: Path, limit: int | None) -> list:
 
 
 def _load_inputs(samples, contract: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    xs, labels, paths = [], [], []
-    for s in samples:
-        try:
-            xs.append(preprocess(load_rgb(s.path), contract))
-        except ImageReadError:
-            continue
-        labels.append(s.label)
-        paths.append(s.path)
-    return np.stack(xs), np.asarray(labels), paths
+    """The readable ``samples`` as a batch of model inputs, with their labels and paths."""
+    loaded = [(s, load_input(s.path, contract)[0]) for s in samples]
+    kept = [(s, x) for s, x in loaded if x is not None]
+    return np.stack([x for _, x in kept]), np.asarray([s.label for s, _ in kept]), [s.path for s, _ in kept]
 
 
 def _batched(fn, x: np.ndarray, bs: int = 32) -> np.ndarray:
@@ -196,17 +190,18 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
                           f"identical predictions {check['identical_predictions']:.1%}; the file is kept as "
                           f"{failed} for inspection")
     if int8:
-        report["int8"] = _int8(path, run_dir, contract, x, labels, got, calibration_images)
+        report["int8"] = _int8(backend, run_dir, contract, x, labels, got, calibration_images)
     (out / f"export_{fmt}.json").write_text(json.dumps(report, indent=2))
     return report
 
 
-def _int8(path: Path, run_dir: Path, contract: dict, x: np.ndarray, labels: np.ndarray, fp32: np.ndarray,
+def _int8(fp: OnnxPredictor, run_dir: Path, contract: dict, x: np.ndarray, labels: np.ndarray, fp32: np.ndarray,
           n_calib: int) -> dict:
     """Static QDQ quantisation (per-channel int8 weights, uint8 activations) calibrated on
     training images; accuracy, agreement, size and speed against the float ONNX model."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+    path = fp.path
     index = read_manifest(run_dir / "split.csv", verify=False)
     rng = np.random.default_rng(0)
     train = index.splits.get("train") or index.all_samples()
@@ -230,7 +225,7 @@ def _int8(path: Path, run_dir: Path, contract: dict, x: np.ndarray, labels: np.n
     seconds = time.perf_counter() - t0
     contract_path(q).write_text(json.dumps({**contract, "file": q.name, "quantisation":
                                             f"static int8 (QDQ), calibrated on {len(calib)} training images"}, indent=2))
-    fp, qi = OnnxPredictor(path), OnnxPredictor(q)
+    qi = OnnxPredictor(q)
     got = _batched(qi.run, x)
     return {"file": str(q), "seconds": seconds, "calibration_images": len(calib),
             "size_mb": q.stat().st_size / 2**20, "size_ratio": q.stat().st_size / path.stat().st_size,

@@ -19,7 +19,7 @@ from PIL import Image
 from .images import ImageReadError, load_rgb, resize_short_side, shrink, to_rgb
 from .prediction import Prediction, decision, label_for
 
-__all__ = ["CONTRACT_VERSION", "contract_path", "read_contract", "preprocess", "ExportedPredictor",
+__all__ = ["CONTRACT_VERSION", "contract_path", "read_contract", "preprocess", "load_input", "ExportedPredictor",
            "OnnxPredictor", "TorchScriptPredictor", "load_exported", "is_exported_model"]
 
 CONTRACT_VERSION = 1
@@ -73,6 +73,16 @@ def preprocess(im: Image.Image, contract: dict) -> np.ndarray:
     return (a.astype(np.float32) / 255.0).transpose(2, 0, 1)
 
 
+def load_input(item: str | Path | Image.Image, contract: dict) -> tuple[np.ndarray | None, str | None]:
+    """A file path or PIL image -> ``(model input, None)``, or ``(None, reason)`` when the file
+    cannot be read."""
+    try:
+        im = item if isinstance(item, Image.Image) else load_rgb(item)
+        return preprocess(im, contract), None
+    except ImageReadError as e:
+        return None, e.reason
+
+
 class ExportedPredictor:
     """Shared logic of the exported backends: batching with the next batch decoded in a
     background thread, the saved decision rule, and the :class:`Prediction` output format."""
@@ -97,12 +107,6 @@ class ExportedPredictor:
         """Probabilities ``(B, C)`` for inputs ``(B, 3, S, S)`` float32 in [0, 1]."""
         raise NotImplementedError
 
-    def _decode(self, item) -> tuple[np.ndarray | None, str | None]:
-        try:
-            im = item if isinstance(item, Image.Image) else load_rgb(item)
-            return preprocess(im, self.contract), None
-        except ImageReadError as e:
-            return None, e.reason
 
     def predict(self, images: Sequence[str | Path | Image.Image]) -> list[Prediction]:
         """Predict file paths and/or PIL images; unreadable files come back with ``error`` set."""
@@ -110,7 +114,7 @@ class ExportedPredictor:
         chunks = [list(range(i, min(i + self.batch_size, len(images)))) for i in range(0, len(images), self.batch_size)]
         out: list[Prediction] = []
         with ThreadPoolExecutor(1) as pool:
-            decode = lambda idx: [self._decode(images[i]) for i in idx]  # noqa: E731
+            decode = lambda idx: [load_input(images[i], self.contract) for i in idx]  # noqa: E731
             pending = pool.submit(decode, chunks[0]) if chunks else None
             for k, idx in enumerate(chunks):
                 decoded = pending.result()
