@@ -19,6 +19,7 @@ def test_gradcam_for_every_backbone(name, cat):
     spec = get_spec(name)
     model = create_model(name, 2, pretrained=False)
     model.freeze_body(True)  # as in features mode: Grad-CAM must still get gradients
+    model.eval()
     heat, seen, probs = GradCAM(model, spec.preprocess()).explain_image(cat)
     size = spec.preprocess()["input_size"]
     assert heat.shape == (size, size) and seen.shape == (size, size, 3)

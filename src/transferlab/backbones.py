@@ -8,6 +8,7 @@ cases in the trainer.
 from __future__ import annotations
 
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,7 @@ from torch import nn
 from . import weights as W
 
 __all__ = ["BackboneSpec", "TransferModel", "register", "get_spec", "names", "create_model",
-           "WeightsUnavailable", "weights_status"]
+           "WeightsUnavailable", "weights_status", "FEATURES"]
 
 WeightsUnavailable = W.WeightsUnavailable
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,12 +43,15 @@ class BackboneSpec:
     min_size: int = 32                  # smallest input the architecture accepts
     pool_head: bool = False             # head is a conv on a feature map: pool before the new head
     aux_head: str | None = None         # inception: auxiliary classifier to resize too
+    stages: tuple[str, ...] | None = None  # torchvision node names of the stage outputs (None: timm's
+                                        # forward_intermediates); the last is the final feature map
     description: str = ""
 
-    def preprocess(self, image_size: int | None = None, crop: str = "resize") -> dict:
+    def preprocess(self, image_size: int | None = None, crop: str = "resize", crop_views: int = 1) -> dict:
         """Plain-data preprocessing contract stored in checkpoints.
 
-        ``crop="native"``: no resizing anywhere, crops at the image's own resolution.
+        ``crop="native"``: no resizing anywhere, crops at the image's own resolution;
+        ``crop_views``: that many crops per image (a square grid), whose features are averaged.
         """
         size = image_size or self.input_size
         resize = int(round(size / self.crop_pct))
@@ -55,7 +59,8 @@ class BackboneSpec:
         # for random-resized-crop zoom); every pipeline does the same, so pixels agree everywhere
         decode = None if crop == "native" else max(resize, size * 2)
         return {"input_size": size, "resize_size": resize, "decode_size": decode, "crop": crop,
-                "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
+                "crop_views": crop_views, "interpolation": self.interpolation, "mean": list(self.mean),
+                "std": list(self.std)}
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -74,12 +79,49 @@ def names() -> list[str]:
 
 
 def get_spec(name: str) -> BackboneSpec:
+    """The registry entry of ``name``; ``a+b`` (an ensemble) gets a spec made from its members'."""
+    if "+" in name:
+        return _ensemble_spec(name)
     if name not in _REGISTRY:
         import difflib
         hint = difflib.get_close_matches(name, names(), n=1)
         extra = f" (did you mean '{hint[0]}'?)" if hint else ""
         raise KeyError(f"unknown backbone '{name}'{extra}; `transferlab models` lists them")
     return _REGISTRY[name]
+
+
+def _ensemble_spec(name: str) -> BackboneSpec:
+    members = [get_spec(m) for m in name.split("+")]
+    if len(members) < 2 or len({m.name for m in members}) < len(members):
+        raise KeyError(f"ensemble '{name}' needs two or more different backbones joined by '+'")
+    first = members[0]
+    if any(m.aux_head for m in members):
+        raise KeyError(f"ensemble '{name}': {', '.join(m.name for m in members if m.aux_head)} has an auxiliary "
+                       "classifier and cannot join an ensemble")
+    if any((m.mean, m.std) != (first.mean, first.std) for m in members):
+        raise KeyError(f"ensemble '{name}': its members normalise their inputs differently "
+                       f"({', '.join(f'{m.name} mean {m.mean}' for m in members)}); join backbones that share mean/std")
+    return BackboneSpec(name, first.build, _EnsembleWeights([m.weights for m in members]), head=first.head,
+                        cam_layer=f"members.0.{first.cam_layer}", input_size=max(m.input_size for m in members),
+                        mean=first.mean, std=first.std, interpolation=first.interpolation, crop_pct=first.crop_pct,
+                        min_size=max(m.min_size for m in members),
+                        description="ensemble: " + " + ".join(m.name for m in members))
+
+
+class _EnsembleWeights(W.WeightSource):
+    """The weights of an ensemble: each member's own source."""
+
+    kind = "ensemble"
+
+    def __init__(self, sources: list[W.WeightSource]):
+        self.sources = sources
+
+    def status(self) -> str:
+        states = [s.status() for s in self.sources]
+        return next((s for s in ("bundled (not installed)", "download", "none") if s in states), states[0])
+
+    def describe(self) -> str:
+        return " + ".join(s.describe() for s in self.sources)
 
 
 def weights_status(name: str) -> str:
@@ -115,23 +157,40 @@ def _in_features(m: nn.Module) -> int:
 
 
 class TransferModel(nn.Module):
-    """``body`` (B,3,H,W) -> (B,D) features, then ``head`` (B,D) -> (B,num_classes) logits.
+    """``body`` (B,3,H,W) -> (B,D) features, ``feature_norm`` standardises them, ``head`` (B,D) ->
+    (B,num_classes) logits.
 
+    ``features="last"``: the body is the backbone with its classifier removed (pooled last
+    stage). ``"stages"``: pooled statistics of every stage (:class:`~transferlab.stages.StageFeatures`).
+    Inputs ``(B, K, 3, H, W)`` are K crop views of each image whose features are averaged.
     With ``frozen_body`` the body runs without gradients and stays in eval mode, so its
     batch-norm statistics do not drift (feature-extraction mode).
     """
 
-    def __init__(self, spec: BackboneSpec, body: nn.Module, num_classes: int, dropout: float = 0.0):
+    def __init__(self, spec: BackboneSpec, body: nn.Module, num_classes: int, dropout: float = 0.0,
+                 features: str = "last"):
         super().__init__()
+        from .stages import EnsembleBody, StageFeatures, Standardize
         self.backbone_name = spec.name
-        self.cam_layer = spec.cam_layer
-        self.feature_dim = _in_features(_get_module(body, spec.head))
-        _set_module(body, spec.head, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-                    if spec.pool_head else nn.Identity())
-        self.aux_head = spec.aux_head
-        if spec.aux_head:
-            _set_module(body, spec.aux_head, nn.Linear(_in_features(_get_module(body, spec.aux_head)), num_classes))
+        self.features = features
+        self.cam_layer = spec.cam_layer  # for an ensemble: members.0.<first member's cam layer>
+        if isinstance(body, EnsembleBody):
+            self.aux_head = None
+        else:
+            self.cam_layer = spec.cam_layer
+            dim = _in_features(_get_module(body, spec.head))
+            _set_module(body, spec.head, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+                        if spec.pool_head else nn.Identity())
+            # stage features never reach inception's auxiliary classifier: no aux loss there
+            self.aux_head = spec.aux_head if features == "last" else None
+            if self.aux_head:
+                _set_module(body, self.aux_head, nn.Linear(_in_features(_get_module(body, self.aux_head)), num_classes))
+            if features == "stages":
+                body = StageFeatures(body, spec.stages)
         self.body = body
+        self.feature_dim = dim if features == "last" and not isinstance(body, EnsembleBody) else \
+            _probe_dim(body, max(spec.min_size, 64))
+        self.feature_norm = Standardize(self.feature_dim)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, num_classes)) \
             if dropout > 0 else nn.Linear(self.feature_dim, num_classes)
         self.frozen_body = False
@@ -159,6 +218,10 @@ class TransferModel(nn.Module):
                     m.eval()
         return self
 
+    def linear_layer(self) -> nn.Linear:
+        """The head's linear layer (the head may start with dropout)."""
+        return self.head if isinstance(self.head, nn.Linear) else self.head[-1]
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """``{"body": [...], "head": [...]}``; inception's auxiliary classifier counts as head."""
         aux = set(id(p) for p in _get_module(self.body, self.aux_head).parameters()) if self.aux_head else set()
@@ -166,30 +229,96 @@ class TransferModel(nn.Module):
         head = list(self.head.parameters()) + [p for p in self.body.parameters() if id(p) in aux]
         return {"body": body, "head": head}
 
+    def _body(self, x: torch.Tensor):
+        if x.ndim == 5:  # (B, K, 3, H, W): K crop views per image, features averaged
+            b, k = x.shape[:2]
+            flat = x.flatten(0, 1)
+            if _channels_last(self.body):
+                flat = flat.contiguous(memory_format=torch.channels_last)
+            return self.body(flat).reshape(b, k, -1).mean(1)
+        return self.body(x)
+
     def forward_features(self, x: torch.Tensor):
-        """(B,3,H,W) -> (B,D); in training, inception also returns its aux logits."""
+        """(B,3,H,W) or (B,K,3,H,W) -> (B,D) body features (before standardisation); in training,
+        inception also returns its aux logits."""
         if self.frozen_body:
             with torch.no_grad():
-                return self.body(x)
-        return self.body(x)
+                return self._body(x)
+        return self._body(x)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B,D) body features -> (B,num_classes) logits: standardise, then the linear head."""
+        return self.head(self.feature_norm(feats))
 
     def forward(self, x: torch.Tensor):
         """Logits ``(B, num_classes)``; a training inception returns ``(logits, aux_logits)``."""
         feats = self.forward_features(x)
         if isinstance(feats, tuple):  # torchvision InceptionOutputs(logits=features, aux_logits)
-            return self.head(feats[0]), feats[1]
-        return self.head(feats)
+            return self.forward_head(feats[0]), feats[1]
+        return self.forward_head(feats)
+
+    def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits (B, C), activation map of the Grad-CAM layer (B, C', h, w))`` for ``x (B, 3, H, W)``,
+        with autograd on whether or not the body is frozen, and without changing any module state
+        (so concurrent callers cannot disturb each other)."""
+        if self.features == "stages":  # the final stage map comes back with the features
+            feats, act = self.body.forward_with_cam(x)
+            return self.forward_head(feats), act
+        layer = _get_module(self.body, self.cam_layer)
+        caller, store = threading.get_ident(), {}
+
+        def keep(_module, _inputs, output):
+            if threading.get_ident() == caller:  # another thread's forward through the same model
+                store["act"] = output[0] if isinstance(output, tuple) else output
+
+        handle = layer.register_forward_hook(keep)
+        try:
+            feats = self.body(x)
+        finally:
+            handle.remove()
+        feats = feats[0] if isinstance(feats, tuple) else feats
+        return self.forward_head(feats), store["act"]
+
+
+def _channels_last(module: nn.Module) -> bool:
+    w = next((p for p in module.parameters() if p.ndim == 4), None)
+    return w is not None and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+
+
+def _probe_dim(body: nn.Module, size: int) -> int:
+    """Width of ``body``'s features, measured with one small forward pass in eval mode."""
+    was = body.training
+    body.eval()
+    with torch.no_grad():
+        dim = body(torch.zeros(1, 3, size, size)).shape[1]
+    body.train(was)
+    return int(dim)
+
+
+FEATURES = ("last", "stages")
 
 
 def create_model(name: str, num_classes: int, pretrained: bool, weights_path: str | Path | None = None,
-                 dropout: float = 0.0, download_timeout: float = 20.0) -> TransferModel:
+                 dropout: float = 0.0, download_timeout: float = 20.0, features: str = "last") -> TransferModel:
     """Build backbone ``name`` with a new ``num_classes`` head.
 
     ``pretrained``: load the registry's weights (raises :class:`WeightsUnavailable` with the
     fix when they are not on this machine and cannot be fetched). ``weights_path``: load this
-    local state dict instead. Neither: random init.
+    local state dict instead. Neither: random init. ``features``: ``last`` (the pooled last
+    stage) or ``stages`` (pooled statistics of every stage). ``name`` may join several
+    backbones with ``+`` (an ensemble: their features are concatenated).
     """
+    if features not in FEATURES:
+        raise ValueError(f"features='{features}' is not one of {', '.join(FEATURES)}")
     spec = get_spec(name)
+    if "+" in name:
+        from .stages import EnsembleBody
+        if weights_path is not None:
+            raise W.WeightsUnavailable("--weights loads one backbone's state dict; an ensemble (+) loads each "
+                                       "member's registry weights")
+        members = [create_model(m, num_classes, pretrained, None, 0.0, download_timeout, features).body
+                   for m in name.split("+")]
+        return TransferModel(spec, EnsembleBody(members), num_classes, dropout, features)
     net = spec.build()
     if weights_path is not None:
         W.load_local(net, weights_path, name)
@@ -200,7 +329,7 @@ def create_model(name: str, num_classes: int, pretrained: bool, weights_path: st
             spec.weights.load_into(net, name)
         finally:
             socket.setdefaulttimeout(old)
-    return TransferModel(spec, net, num_classes, dropout)
+    return TransferModel(spec, net, num_classes, dropout, features)
 
 
 # Registrations live in their own module so this file stays about the contract.

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "atomic_save", "load_checkpoint", "CheckpointError", "FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "atomic_save", "load_checkpoint", "model_from_checkpoint", "CheckpointError",
+           "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 
@@ -57,3 +58,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "model" not in ckpt or "classes" not in ckpt:
         raise CheckpointError(f"'{path}' is not a transferlab checkpoint (no model/classes)")
     return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]):
+    """The :class:`~transferlab.backbones.TransferModel` a checkpoint describes, weights loaded.
+    Checkpoints written before feature standardisation existed load with the identity."""
+    from .backbones import create_model
+    cfg = ckpt.get("config") or {}
+    features = cfg.get("features", "last")
+    model = create_model(ckpt["backbone"], len(ckpt["classes"]), pretrained=False, dropout=cfg.get("dropout", 0.0),
+                         features="last" if features == "auto" else features)
+    state = dict(ckpt["model"])
+    for key, value in model.feature_norm.state_dict().items():
+        state.setdefault(f"feature_norm.{key}", value)
+    model.load_state_dict(state)
+    return model

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import yaml
 
 __all__ = ["TrainConfig", "ConfigError", "MODES", "OPTIMIZERS", "SCHEDULERS", "METRICS",
-           "AUGMENTS", "CROPS", "load_config", "config_to_dict", "save_config"]
+           "AUGMENTS", "CROPS", "RECIPES", "FEATURE_KINDS", "HEADS", "load_config", "config_to_dict", "save_config"]
 
 MODES = ("scratch", "features", "finetune", "lpft")
 OPTIMIZERS = ("sgd", "adamw")
@@ -22,6 +22,9 @@ SCHEDULERS = ("onecycle", "cosine", "step", "none")
 METRICS = ("accuracy", "loss", "auc")
 AUGMENTS = ("auto", "none", "light", "robust", "strong")
 CROPS = ("resize", "native")
+RECIPES = ("auto", "classic", "detect")
+FEATURE_KINDS = ("auto", "last", "stages")
+HEADS = ("auto", "sgd", "logistic")
 DEFAULT_MODEL = "efficientnet_lite0"
 
 
@@ -38,6 +41,9 @@ class TrainConfig:
     model: str = DEFAULT_MODEL        # backbone registry name (`transferlab models`)
     mode: str = "features"            # scratch | features | finetune | lpft (features first, then finetune)
     weights: str | None = None        # local state-dict file instead of the registry's weights
+    recipe: str = "auto"              # auto (detect for two-class real/fake data, else classic) | classic | detect
+    features: str = "auto"            # last (pooled last stage) | stages (mean and std of every stage) | auto (recipe)
+    head: str = "auto"                # sgd (epochs of SGD/AdamW) | logistic (standardised, strength by CV; features/lpft) | auto
     epochs: int = 10
     batch_size: int = 32
     optimizer: str = "adamw"          # sgd | adamw
@@ -67,6 +73,7 @@ class TrainConfig:
     sp_prob: float = 0.2              # strong: probability of salt-and-pepper noise ...
     sp_amount_max: float = 0.01       # ... hitting up to this fraction of the pixels
     crop: str = "resize"              # resize (short side, centre crop) | native (crops at the image's own resolution)
+    crop_views: int = 1               # native crops: K crops per image (a square grid: 1, 4, 9, ...), features averaged
     image_size: int | None = None     # None: the backbone's own input size
     val_fraction: float = 0.2         # carved from train (stratified, seeded) when data has no val split
     num_workers: int = -1             # -1: chosen for this machine
@@ -103,6 +110,16 @@ class TrainConfig:
         _choice("metric", self.metric, METRICS)
         _choice("augment", self.augment, AUGMENTS)
         _choice("crop", self.crop, CROPS)
+        _choice("recipe", self.recipe, RECIPES)
+        _choice("features", self.features, FEATURE_KINDS)
+        _choice("head", self.head, HEADS)
+        if self.crop_views < 1 or round(self.crop_views ** 0.5) ** 2 != self.crop_views:
+            raise ConfigError(f"crop_views must be a square number (1, 4, 9, 16, ...), got {self.crop_views}")
+        if self.crop_views > 1 and self.crop != "native":
+            raise ConfigError(f"crop_views={self.crop_views} takes crops at the image's own resolution: add --crop native")
+        if self.head == "logistic" and self.mode not in ("features", "lpft"):
+            raise ConfigError(f"head=logistic is fitted on cached frozen features: use it with --mode features or lpft, "
+                              f"not {self.mode}")
         for name in ("blur_prob", "jpeg_prob", "noise_prob", "sp_prob", "sp_amount_max", "translate", "color_jitter"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")

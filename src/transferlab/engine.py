@@ -23,7 +23,7 @@ from .backbones import TransferModel
 from .config import TrainConfig
 
 __all__ = ["resolve_device", "set_threads", "tune_malloc", "build_optimizer", "build_scheduler", "train_one_epoch",
-           "evaluate", "fit", "FitState", "is_better"]
+           "evaluate", "fit", "FitState", "is_better", "val_metric"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -199,7 +199,7 @@ class FitState:
     best_loss: float | None = None
 
 
-def _val_metric(metric: str, val: dict) -> float:
+def val_metric(metric: str, val: dict) -> float:
     if metric == "loss":
         return val["loss"]
     if metric == "auc":
@@ -227,7 +227,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opt,
         lr = opt.param_groups[-1]["lr"]
         tr = train_one_epoch(model, train_loader, opt, scheduler, device, cfg, desc=f"epoch {epoch}/{cfg.epochs}")
         val = evaluate(model, val_loader, device, cfg.channels_last, cfg.amp)
-        value = _val_metric(cfg.metric, val)
+        value = val_metric(cfg.metric, val)
         improved = is_better(cfg.metric, value, state.best, val["loss"], state.best_loss)
         record = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": val["loss"],
                   "val_acc": val["acc"], "val_metric": value, "lr": lr,

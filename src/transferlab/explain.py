@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from PIL import Image
 
-from .backbones import TransferModel, _get_module
+from .backbones import TransferModel
 from .images import load_rgb, prepare
 from .transforms import denormalize, eval_transform
 
@@ -23,50 +23,37 @@ __all__ = ["GradCAM", "overlay", "save_overlay"]
 
 
 class GradCAM:
-    """Class-activation heatmaps from the gradients at ``model``'s ``cam_layer``.
+    """Class-activation heatmaps from the gradients at ``model``'s Grad-CAM layer (the registry's
+    ``cam_layer``, or the final stage map of a stage-feature model).
 
     Accepts a :class:`TransferModel` plus its ``preprocess`` dict, or a
     :class:`~transferlab.inference.Predictor` (whose model and preprocessing it uses).
     """
 
-    def __init__(self, model, preprocess: dict | None = None, layer: str | None = None):
+    def __init__(self, model, preprocess: dict | None = None):
         if preprocess is None:  # a Predictor
             model, preprocess = model.model, model.preprocess
         self.model: TransferModel = model
         self.preprocess = preprocess
-        self.layer_name = layer or model.cam_layer
-        self.layer = _get_module(model.body, self.layer_name)
         self.transform = eval_transform(preprocess)
 
     def __call__(self, x: torch.Tensor, target: int | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x (B, 3, H, W)`` normalised images -> ``(heat (B, H, W) in [0, 1], probs (B, C))``.
 
         ``target``: the class to explain (default: each image's predicted class). A map with no
-        positive evidence anywhere is all zeros.
+        positive evidence anywhere is all zeros. The model must be in eval mode; nothing about it
+        changes here (no hooks left behind, no flags flipped), so several threads may explain
+        images with one model at the same time.
         """
-        store: dict[str, torch.Tensor] = {}
-
-        def keep(_module, _inputs, output):
-            out = output[0] if isinstance(output, tuple) else output
-            store["act"] = out
-            out.register_hook(lambda g: store.__setitem__("grad", g))
-
-        was_training, was_frozen = self.model.training, self.model.frozen_body
-        self.model.eval()
-        self.model.frozen_body = False  # a frozen body runs without autograd; Grad-CAM needs it
-        handle = self.layer.register_forward_hook(keep)
-        try:
-            with torch.enable_grad():
-                x = x.detach().clone().requires_grad_(True)
-                logits = self.model(x)
-                logits = logits[0] if isinstance(logits, tuple) else logits
-                idx = logits.argmax(1) if target is None else torch.as_tensor(target).expand(len(x))
-                logits.gather(1, idx.view(-1, 1).to(logits.device)).sum().backward()
-        finally:
-            handle.remove()
-            self.model.frozen_body = was_frozen
-            self.model.train(was_training)
-        act, grad = store["act"].detach().float(), store["grad"].float()
+        if self.model.training:
+            raise RuntimeError("Grad-CAM needs the model in eval mode (model.eval())")
+        with torch.enable_grad():
+            x = x.detach().clone().requires_grad_(True)
+            logits, act = self.model.forward_with_cam(x)
+            idx = logits.argmax(1) if target is None else torch.as_tensor(target).expand(len(x))
+            score = logits.gather(1, idx.view(-1, 1).to(logits.device)).sum()
+            grad, = torch.autograd.grad(score, act)
+        act, grad = act.detach().float(), grad.float()
         weights = grad.mean(dim=(2, 3), keepdim=True)           # one weight per channel
         cam = F.relu((weights * act).sum(1, keepdim=True))
         cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
@@ -78,7 +65,8 @@ class GradCAM:
 
     def explain_image(self, im: Image.Image, target: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A PIL image -> ``(heat (S, S) float, the crop the model saw (S, S, 3) uint8, probs (C,))``."""
-        x = self.transform(prepare(im, self.preprocess.get("decode_size"))).unsqueeze(0)
+        x = self.transform(prepare(im, self.preprocess.get("decode_size")))
+        x = (x[len(x) // 2] if x.ndim == 4 else x).unsqueeze(0)  # crop views: explain the middle one
         x = x.to(next(self.model.parameters()).device)
         heat, probs = self(x, target)
         seen = (denormalize(x[0].cpu(), self.preprocess).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)

@@ -50,10 +50,11 @@ class Deployable(nn.Module):
         return logits.softmax(1), logits
 
 
-def export_model(module: nn.Module, fmt: str, path: Path, size: int) -> Path:
-    """Write ``module`` (eval mode, CPU, float32) as ONNX (opset 18, dynamic batch) or TorchScript."""
+def export_model(module: nn.Module, fmt: str, path: Path, size: int, views: int = 1) -> Path:
+    """Write ``module`` (eval mode, CPU, float32) as ONNX (opset 18, dynamic batch) or TorchScript.
+    ``views`` > 1: the input is ``(N, views, 3, size, size)`` crop views."""
     module = module.eval().cpu().float()
-    example = torch.rand(2, 3, size, size)
+    example = torch.rand(2, 3, size, size) if views == 1 else torch.rand(2, views, 3, size, size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     if fmt == "onnx":
@@ -79,7 +80,8 @@ def _contract(fmt: str, path: Path, ckpt: dict, temperature: float, extra: dict)
     return {"contract_version": CONTRACT_VERSION, "format": fmt, "file": path.name, "backbone": ckpt["backbone"],
             "classes": list(ckpt["classes"]), "threshold": ckpt.get("threshold"),
             "positive_class": ckpt.get("positive_class"), "temperature": temperature, "preprocess": pre,
-            "input": {"name": "image", "shape": ["batch", 3, pre["input_size"], pre["input_size"]],
+            "input": {"name": "image", "shape": ["batch", *([pre["crop_views"]] if pre.get("crop_views", 1) > 1 else []),
+                                                 3, pre["input_size"], pre["input_size"]],
                       "dtype": "float32", "values": "RGB scaled to [0, 1]; mean/std normalisation is inside the model"},
             "outputs": {"probs": "softmax(logits), the class probabilities", "logits": "logits / temperature"},
             "steps": ["decode, apply EXIF orientation, convert to RGB",
@@ -87,7 +89,9 @@ def _contract(fmt: str, path: Path, ckpt: dict, temperature: float, extra: dict)
                       if pre.get("decode_size") else "no shrinking",
                       f"resize the short side to {pre['resize_size']} ({pre['interpolation']}, antialiased)"
                       if pre.get("crop", "resize") != "native" else "no resizing (native resolution)",
-                      f"centre crop {pre['input_size']} x {pre['input_size']} (zero-pad if smaller)",
+                      f"centre crop {pre['input_size']} x {pre['input_size']} (zero-pad if smaller)"
+                      if pre.get("crop_views", 1) == 1 else f"{pre['crop_views']} crops of {pre['input_size']} px on "
+                      "an evenly spaced square grid, corner to corner (zero-pad if smaller)",
                       "divide by 255, channels first"],
             "transferlab": __version__, **extra}
 
@@ -155,7 +159,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     module = Deployable(pred.model.to(memory_format=torch.contiguous_format), ckpt["preprocess"]["mean"],
                         ckpt["preprocess"]["std"], pred.temperature).eval()
     t0 = time.perf_counter()
-    path = export_model(module, fmt, out / _FILES[fmt], ckpt["preprocess"]["input_size"])
+    path = export_model(module, fmt, out / _FILES[fmt], ckpt["preprocess"]["input_size"],
+                        ckpt["preprocess"].get("crop_views", 1))
     seconds = time.perf_counter() - t0
     contract = _contract(fmt, path, ckpt, pred.temperature, {})
     x, labels, paths = _load_inputs(_validation_images(run_dir, images), contract)

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from .images import ImageReadError, load_rgb, resize_short_side, shrink, to_rgb
+from .images import ImageReadError, crop_grid, load_rgb, resize_short_side, shrink, to_rgb
 from .prediction import Prediction, decision, label_for
 
 __all__ = ["CONTRACT_VERSION", "contract_path", "read_contract", "preprocess", "load_input", "ExportedPredictor",
@@ -47,30 +47,31 @@ def read_contract(model_path: str | Path) -> dict:
     return c
 
 
-def _center_crop(a: np.ndarray, size: int) -> np.ndarray:
-    """Centre crop ``(H, W, 3)`` to ``size`` x ``size``, zero-padding a smaller image (as
-    torchvision's CenterCrop does)."""
+def _crops(a: np.ndarray, size: int, views: int = 1) -> list[np.ndarray]:
+    """``views`` crops (:func:`~transferlab.images.crop_grid`; one view: the centre crop) of
+    ``(H, W, 3)``, zero-padding a smaller image first (as torchvision's CenterCrop does)."""
     h, w = a.shape[:2]
     if h < size or w < size:
         ph, pw = max(0, size - h), max(0, size - w)
         a = np.pad(a, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
         h, w = a.shape[:2]
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
-    return a[top:top + size, left:left + size]
+    return [a[t:t + size, le:le + size] for t, le in crop_grid(h, w, size, views)]
 
 
 def preprocess(im: Image.Image, contract: dict) -> np.ndarray:
-    """PIL image -> ``(3, S, S)`` float32 RGB in [0, 1], the exported model's input.
+    """PIL image -> ``(3, S, S)`` float32 RGB in [0, 1], the exported model's input
+    (``(K, 3, S, S)`` for a model with ``crop_views`` K > 1).
 
     ``resize``: shrink the short side to ``decode_size``, resize the short side to
-    ``resize_size`` (antialiased), centre crop ``input_size``. ``native``: centre crop only."""
+    ``resize_size`` (antialiased), centre crop ``input_size``. ``native``: crops only."""
     pre = contract["preprocess"]
-    size = pre["input_size"]
+    size, views = pre["input_size"], pre.get("crop_views", 1)
     im = shrink(to_rgb(im), pre.get("decode_size"))
     if pre.get("crop", "resize") != "native":
         im = resize_short_side(im, pre["resize_size"], pre["interpolation"])
-    a = _center_crop(np.asarray(im, dtype=np.uint8), size)
-    return (a.astype(np.float32) / 255.0).transpose(2, 0, 1)
+    crops = [(c.astype(np.float32) / 255.0).transpose(2, 0, 1) for c in _crops(np.asarray(im, dtype=np.uint8), size,
+                                                                                views)]
+    return crops[0] if views == 1 else np.stack(crops)
 
 
 def load_input(item: str | Path | Image.Image, contract: dict) -> tuple[np.ndarray | None, str | None]:

@@ -39,7 +39,7 @@ def cache_key(model: TransferModel, cfg: TrainConfig, pre: dict, views: int) -> 
     floats = [v for v in model.body.state_dict().values() if v.dtype.is_floating_point]
     # a cheap fingerprint of the body's weights: sum and norm of every float tensor
     fp = torch.stack([torch.stack([v.double().sum(), v.double().norm()]) for v in floats])
-    return {"version": 2, "backbone": model.backbone_name, "weights": f"{fp.sum().item():.10e}:{fp.norm().item():.10e}",
+    return {"version": 3, "backbone": model.backbone_name, "features": model.features, "weights": f"{fp.sum().item():.10e}:{fp.norm().item():.10e}",
             "preprocess": pre, "views": views, "augment": dataclasses.asdict(AugmentSpec.from_config(cfg)) if views else None,
             "seed": cfg.seed}
 
@@ -63,9 +63,9 @@ def _forward_views(model: TransferModel, samples: Sequence[Sample], pre: dict, c
             if batch["image"] is None:
                 continue
             x = batch["image"].to(device)
-            if cfg.channels_last:
+            if cfg.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            f = model.body(x).float().cpu()
+            f = model.forward_features(x).float().cpu()  # (B, K, 3, S, S) crop views: averaged
             out.update(zip(batch["index"].tolist(), f))
         per_view.append(out)
     feats = {i: torch.stack([pv[i] for pv in per_view]) for i in per_view[0] if all(i in pv for pv in per_view)}

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "is_image_name", "load_rgb", "decode_bytes", "check_image", "to_rgb",
-           "shrink", "resize_short_side", "to_uint8_tensor", "prepare", "load_uint8"]
+           "shrink", "resize_short_side", "to_uint8_tensor", "prepare", "load_uint8", "crop_grid"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -176,3 +176,16 @@ def prepare(im: Image.Image, short_side: int | None = None) -> "torch.Tensor":
 def load_uint8(path: str | Path, short_side: int | None = None) -> "torch.Tensor":
     """:func:`load_rgb` then :func:`prepare`."""
     return prepare(load_rgb(path), short_side)
+
+
+def crop_grid(height: int, width: int, size: int, views: int) -> list[tuple[int, int]]:
+    """Top-left corners ``(top, left)`` of ``views`` crops of ``size`` px in an image of ``height`` x
+    ``width`` (already padded to at least ``size``): a square grid, evenly spaced from corner to
+    corner. One view is the centre crop, rounded as torchvision's ``CenterCrop`` rounds. Shared by
+    the PyTorch pipeline and the torch-free exported one, so both cut the same pixels."""
+    if views == 1:
+        return [(int(round((height - size) / 2.0)), int(round((width - size) / 2.0)))]
+    g = round(views ** 0.5)
+    tops = [round(i * (height - size) / (g - 1)) for i in range(g)]
+    lefts = [round(i * (width - size) / (g - 1)) for i in range(g)]
+    return [(t, le) for t in tops for le in lefts]

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .backbones import TransferModel, create_model
-from .checkpoint import load_checkpoint
+from .backbones import TransferModel
+from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import ImageDataset, Sample, make_loader, threaded_batches
 from .engine import evaluate, resolve_device, set_threads
 from .images import prepare
@@ -25,14 +25,17 @@ class Scorer(nn.Module):
     test-time views ``(B, V, 3, H, W)`` averaged in probability space. Returns log-probabilities,
     so anything that applies softmax to a model's output gets the final probabilities."""
 
-    def __init__(self, model: nn.Module, temperature: float = 1.0):
+    def __init__(self, model: nn.Module, temperature: float = 1.0, tta: bool = False):
         super().__init__()
-        self.model, self.temperature = model, float(temperature)
+        self.model, self.temperature, self.tta = model, float(temperature), tta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        views = x.shape[1] if x.ndim == 5 else 1
-        x = x.flatten(0, 1) if x.ndim == 5 else x
-        logits = self.model(x.contiguous(memory_format=torch.channels_last)).float() / self.temperature
+        # (B, V, 3, H, W) is either test-time views (probabilities averaged here) or the crop views
+        # of a crop_views model (features averaged inside the model)
+        views = x.shape[1] if x.ndim == 5 and self.tta else 1
+        x = x.flatten(0, 1) if views > 1 or (x.ndim == 5 and self.tta) else x
+        x = x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+        logits = self.model(x).float() / self.temperature
         probs = logits.softmax(1).view(-1, views, logits.shape[1]).mean(1)
         return probs.clamp_min(1e-12).log()
 
@@ -52,7 +55,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.model.to(memory_format=torch.channels_last)
-        self.scorer = Scorer(self.model, temperature).eval()
+        self.scorer = Scorer(self.model, temperature, tta).eval()
         self.classes, self.preprocess = classes, preprocess
         self.threshold, self.positive_class = threshold, positive_class
         self.tta, self.perturb = tta, perturb
@@ -67,9 +70,7 @@ class Predictor:
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best.pt", **kw) -> "Predictor":
         set_threads()
         ckpt = load_checkpoint(Path(run_dir) / checkpoint)
-        model = create_model(ckpt["backbone"], len(ckpt["classes"]), pretrained=False,
-                             dropout=ckpt["config"].get("dropout", 0.0))
-        model.load_state_dict(ckpt["model"])
+        model = model_from_checkpoint(ckpt)
         kw.setdefault("temperature", ckpt.get("temperature") or 1.0)
         return cls(model, list(ckpt["classes"]), ckpt["preprocess"], ckpt.get("threshold"),
                    ckpt.get("positive_class"), **kw)

@@ -20,7 +20,7 @@ import torch
 from . import __version__
 from .backbones import TransferModel, create_model, get_spec
 from .calibration import calibrate
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, config_to_dict, load_config, save_config
 from .cache import DecodedImageCache, FeatureCache, default_cache_dir
 from .data import DataIndex, load_index, make_loader, read_manifest, write_manifest, carve_validation
@@ -29,7 +29,8 @@ from .engine import FitState, build_optimizer, build_scheduler, fit, resolve_dev
 from .metrics import classification_report, guess_positive
 from .plots import plot_confusion, plot_curves, plot_prediction_grid
 from .report import run_report
-from .transforms import AugmentSpec, eval_transform, resolve_augment, train_transform
+from .recipe import resolve as resolve_recipe
+from .transforms import AugmentSpec, eval_transform, train_transform
 
 __all__ = ["train", "RunResult", "prepare_data", "build_model", "thumbnails"]
 
@@ -65,8 +66,25 @@ def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
         raise ConfigError("--weights loads pretrained weights, but --mode scratch means random init; "
                           "use --mode finetune or --mode features")
     model = create_model(spec.name, num_classes, pretrained=cfg.mode != "scratch" and not cfg.weights,
-                         weights_path=cfg.weights, dropout=cfg.dropout)
+                         weights_path=cfg.weights, dropout=cfg.dropout, features=_features(cfg))
     return apply_mode(model, cfg)
+
+
+def _features(cfg: TrainConfig) -> str:
+    """``cfg.features`` once resolved; an unresolved ``auto`` (a config built by hand) means ``last``."""
+    return "last" if cfg.features == "auto" else cfg.features
+
+
+class HeadOnly(torch.nn.Module):
+    """The part of a model that trains on cached features: (B, D) features -> logits
+    (standardisation, then the head)."""
+
+    def __init__(self, model: TransferModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(feats)
 
 
 def apply_mode(model: TransferModel, cfg: TrainConfig) -> TransferModel:
@@ -120,6 +138,7 @@ class _RunWriter:
         self.run_dir, self.cfg, self.model, self.index, self.pre = run_dir, cfg, model, index, pre
         self.opt, self.scheduler = opt, scheduler
         self.skipped: dict[str, str] = dict(index.skipped)
+        self.extra: dict = {}  # more for summary.json (e.g. the logistic head's cross-validation)
 
     def payload(self) -> dict:
         return {"model": self.model.state_dict(), "classes": self.index.classes,
@@ -146,7 +165,8 @@ class _RunWriter:
                          "fit_state": dataclasses.asdict(state),
                          "skipped": sorted(self.skipped.items())}, self.run_dir / "last.pt")
         star = " *" if improved else ""
-        _log(f"epoch {record['epoch']:>3}/{self.cfg.epochs}  train loss {record['train_loss']:.4f} "
+        total = 1 if self.cfg.mode == "features" and self.cfg.head == "logistic" else self.cfg.epochs
+        _log(f"epoch {record['epoch']:>3}/{total}  train loss {record['train_loss']:.4f} "
              f"acc {record['train_acc']:.3f} | val loss {record['val_loss']:.4f} acc {record['val_acc']:.3f} "
              f"| lr {record['lr']:.2e} | {record['seconds']:.1f}s{star}")
 
@@ -183,23 +203,17 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         notes = ["resumed from last.pt"]
     else:
         index, notes = prepare_data(cfg)
-    if cfg.augment == "auto":
-        cfg.augment = resolve_augment("auto", index.classes)
-        notes.append(f"augment auto -> {cfg.augment}" + (" (two classes, real vs fake: blur/JPEG/noise "
-                     "augmentation on; --augment light turns it off)" if cfg.augment == "robust" else ""))
-    model = build_model(cfg, len(index.classes)) if last is None else create_model(
-        cfg.model, len(index.classes), pretrained=False, dropout=cfg.dropout)
-    if last is not None:
-        model.load_state_dict(last["model"])
-        apply_mode(model, cfg)
+    cfg, recipe_notes = resolve_recipe(cfg, index.classes)
+    notes += recipe_notes
+    model = build_model(cfg, len(index.classes)) if last is None else apply_mode(model_from_checkpoint(last), cfg)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
 
-    pre = spec.preprocess(cfg.image_size, cfg.crop)
+    pre = spec.preprocess(cfg.image_size, cfg.crop, cfg.crop_views)
     if cfg.mode == "lpft" and last is None:
         notes.append(_linear_probe(model, index, pre, cfg, device))
-    if cfg.mode == "features" and cfg.feature_cache:
+    if cfg.mode == "features" and (cfg.feature_cache or cfg.head == "logistic"):
         train_loader, val_loader, fit_model, feature_notes = _feature_loaders(model, index, pre, cfg, device)
         notes += feature_notes
     else:
@@ -212,7 +226,11 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     writer = _RunWriter(run_dir, cfg, model, index, pre, opt, scheduler)
     if last is not None:
         writer.skipped.update(dict(last.get("skipped", [])))
-    state = fit(fit_model, train_loader, val_loader, opt, scheduler, device, cfg, state, writer.on_epoch_end)
+    if cfg.mode == "features" and cfg.head == "logistic":
+        if last is None:  # one closed-form fit; a resumed run has it already
+            state = _fit_logistic_head(model, fit_model, train_loader, val_loader, cfg, device, writer, notes)
+    else:
+        state = fit(fit_model, train_loader, val_loader, opt, scheduler, device, cfg, state, writer.on_epoch_end)
     wall = time.perf_counter() - t0
     summary = _finish(run_dir, cfg, model, fit_model, index, pre, state, writer, val_loader, device, notes, wall)
     return RunResult(run_dir, state.best_epoch, summary["best_val_acc"], summary)
@@ -225,18 +243,28 @@ def _linear_probe(model: TransferModel, index: DataIndex, pre: dict, cfg: TrainC
     apply_mode(model, lp)
     t0 = time.perf_counter()
     train_loader, val_loader, head, _ = _feature_loaders(model, index, pre, lp, device)
+    if cfg.head == "logistic":
+        from .engine import evaluate
+        from .logistic import fit_logistic
+        fs = train_loader.feature_set
+        found = fit_logistic(model, fs.feats, fs.labels, cfg.seed)
+        val = evaluate(head, val_loader, device, False, cfg.amp)
+        apply_mode(model, cfg)
+        return (f"lpft: logistic head on cached stage features (C {found.C:g} by {found.folds}-fold CV, "
+                f"{found.seconds:.1f}s), val accuracy {val['acc']:.4f}; then fine-tuning everything at lr "
+                f"{cfg.default_lr():g} (body x {cfg.backbone_lr_mult:g})")
     opt = build_optimizer(model, lp)
     best: dict = {}
 
     def keep(record: dict, improved: bool, state: FitState, val: dict) -> None:
         if improved:
             best.update(epoch=record["epoch"], acc=record["val_acc"],
-                        head={k: v.detach().clone() for k, v in head.state_dict().items()})
+                        head={k: v.detach().clone() for k, v in model.head.state_dict().items()})
         _log(f"linear probe {record['epoch']:>3}/{lp.epochs}  train loss {record['train_loss']:.4f} | "
              f"val loss {record['val_loss']:.4f} acc {record['val_acc']:.3f}{' *' if improved else ''}")
 
     fit(head, train_loader, val_loader, opt, build_scheduler(opt, lp, len(train_loader)), device, lp, FitState(), keep)
-    head.load_state_dict(best["head"])
+    model.head.load_state_dict(best["head"])
     apply_mode(model, cfg)
     return (f"lpft: linear probe on cached features for {lp.epochs} epochs ({time.perf_counter() - t0:.1f}s), "
             f"best val accuracy {best['acc']:.4f} at epoch {best['epoch']}; then fine-tuning everything at "
@@ -288,8 +316,11 @@ def _feature_loaders(model: TransferModel, index: DataIndex, pre: dict, cfg: Tra
     tr = extract_features(model, index.splits["train"], pre, cfg, views, device, cache)
     va = extract_features(model, index.splits["val"], pre, cfg, 0, device,
                           FeatureCache(root, cache_key(model, cfg, pre, 0)))
+    if model.features == "stages" and len(tr.feats):  # thousands of features on different scales
+        model.feature_norm.fit(tr.feats.reshape(-1, tr.feats.shape[-1]))
     train = feature_loader(tr, True, cfg.batch_size, True, cfg.seed)
     val = feature_loader(va, False, cfg.batch_size * 2, False, cfg.seed)
+    train.feature_set = tr
     val.positions = va.positions
     note = (f"features mode: backbone ran on {tr.computed + va.computed} images "
             f"({1 + views} views per training image), {len(tr.positions) + len(va.positions) - tr.computed - va.computed}"
@@ -297,7 +328,28 @@ def _feature_loaders(model: TransferModel, index: DataIndex, pre: dict, cfg: Tra
     skipped = [(index.splits["train"][i].path, r) for i, r in tr.skipped] + \
               [(index.splits["val"][i].path, r) for i, r in va.skipped]
     index.skipped.extend(skipped)
-    return train, val, model.head, [note]
+    return train, val, HeadOnly(model), [note]
+
+
+def _fit_logistic_head(model: TransferModel, head: torch.nn.Module, train_loader, val_loader, cfg: TrainConfig,
+                       device, writer: "_RunWriter", notes: list[str]) -> FitState:
+    """The logistic head in one step (:func:`transferlab.logistic.fit_logistic`), recorded as epoch 1."""
+    from .engine import evaluate, val_metric
+    from .logistic import fit_logistic
+    t0 = time.perf_counter()
+    fs = train_loader.feature_set
+    found = fit_logistic(model, fs.feats, fs.labels, cfg.seed)
+    val = evaluate(head, val_loader, device, False, cfg.amp)
+    record = {"epoch": 1, "train_loss": found.train_log_loss, "train_acc": found.train_accuracy,
+              "val_loss": val["loss"], "val_acc": val["acc"], "val_metric": val_metric(cfg.metric, val),
+              "lr": 0.0, "seconds": time.perf_counter() - t0, "skipped_train": [], "skipped_val": val["skipped"]}
+    state = FitState(epoch=1, history=[{k: v for k, v in record.items() if not k.startswith("skipped")}],
+                     best=record["val_metric"], best_epoch=1, best_loss=val["loss"])
+    writer.extra["logistic"] = found.to_dict()
+    notes.append(f"logistic head: C {found.C:g} chosen by {found.folds}-fold cross-validation on the training "
+                 f"split ({len(found.cv_log_loss)} strengths tried), {found.seconds:.1f}s")
+    writer.on_epoch_end(record, True, state, val)
+    return state
 
 
 def _param_counts(model: torch.nn.Module) -> tuple[int, int]:
@@ -333,6 +385,7 @@ def _finish(run_dir, cfg, model, fit_model, index, pre, state, writer, val_loade
         # from the start (data indexing, feature extraction included) to the end of the best epoch
         "time_to_best_seconds": wall - sum(h["seconds"] for h in state.history[state.best_epoch:]),
         "params": {"trainable": n_train, "total": n_total}, "preprocess": pre, "calibration": calibration,
+        "features": model.features, "head": cfg.head, "recipe": cfg.recipe, **writer.extra,
         "data": {"source": cfg.data, "classes": index.classes, "counts": index.counts(), "notes": notes,
                  "skipped_count": len(writer.skipped),
                  "skipped": [{"path": p, "reason": r} for p, r in sorted(writer.skipped.items())]},

@@ -20,10 +20,11 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
 from . import perturb
+from .images import crop_grid
 from .config import TrainConfig
 
 __all__ = ["AUGMENT_PRESETS", "AugmentSpec", "RandomDegrade", "eval_transform", "train_transform",
-           "resolve_augment", "denormalize"]
+           "resolve_augment", "denormalize", "crop_grid", "GridCrops"]
 
 _INTERP = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
            "nearest": InterpolationMode.NEAREST}
@@ -124,6 +125,30 @@ def _native(pre: dict) -> bool:
     return pre.get("crop", "resize") == "native"
 
 
+class GridCrops:
+    """``(C, H, W)`` -> ``(views, C, size, size)``: the :func:`crop_grid` crops (zero-padded first
+    when the image is smaller than ``size``)."""
+
+    def __init__(self, size: int, views: int):
+        self.size, self.views = size, views
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = _PadTo(self.size)(x)
+        h, w = x.shape[-2:]
+        s = self.size
+        return torch.stack([x[..., t:t + s, le:le + s] for t, le in crop_grid(h, w, s, self.views)])
+
+
+class _EachCrop:
+    """Apply a random crop pipeline ``views`` times: ``(C, H, W)`` -> ``(views, C, S, S)``."""
+
+    def __init__(self, crop: v2.Compose, views: int):
+        self.crop, self.views = crop, views
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.crop(x) for _ in range(self.views)])
+
+
 def eval_transform(pre: dict, tta: bool = False) -> v2.Compose:
     """``resize``: short side to ``resize_size``, centre-crop ``input_size``. ``native``: centre
     crop of ``input_size`` at the image's own resolution (zero-padded when smaller). Then normalise.
@@ -131,13 +156,20 @@ def eval_transform(pre: dict, tta: bool = False) -> v2.Compose:
     PIL image or uint8 tensor -> float tensor ``(3, input_size, input_size)``. With ``tta``:
     ``(V, 3, input_size, input_size)`` test-time views whose predictions are averaged: the
     crop and its mirror image; in ``native`` mode the four corner crops and the centre crop,
-    each also mirrored (10 views).
+    each also mirrored (10 views). ``native`` with ``crop_views`` K > 1: ``(K, 3, S, S)``, the
+    :func:`crop_grid` crops whose features the model averages.
     """
     size = pre["input_size"]
+    views = pre.get("crop_views", 1)
     if _native(pre):
+        if tta and views > 1:
+            raise ValueError("test-time augmentation averages probabilities over views, crop_views averages "
+                             "features: a model trained with crop_views > 1 already sees every crop; drop --tta")
         if tta:
             return v2.Compose([_PadTo(size),
                                v2.FiveCrop(size), _StackMirrored(), *_to_tensor(pre)])
+        if views > 1:
+            return v2.Compose([GridCrops(size, views), *_to_tensor(pre)])
         return v2.Compose([v2.CenterCrop(size), *_to_tensor(pre)])
     interp = _INTERP[pre["interpolation"]]
     steps = [v2.Resize(pre["resize_size"], interpolation=interp, antialias=True), v2.CenterCrop(size)]
@@ -185,6 +217,10 @@ def train_transform(pre: dict, augment: "str | AugmentSpec" = "light") -> v2.Com
         return eval_transform(pre)
     steps: list = [RandomDegrade(spec)] if spec.degrades else []
     interp = _INTERP[pre["interpolation"]]
+    views = pre.get("crop_views", 1)
+    if _native(pre) and views > 1:  # K random crops of the (degraded) image, each flipped at random
+        crop = v2.Compose([v2.RandomCrop(pre["input_size"], pad_if_needed=True), v2.RandomHorizontalFlip()])
+        return v2.Compose([*steps, _EachCrop(crop, views), *_to_tensor(pre)])
     if _native(pre):
         steps.append(v2.RandomCrop(pre["input_size"], pad_if_needed=True))
     else:

@@ -38,6 +38,7 @@ def _timm(arch: str) -> nn.Module:
 
 register(BackboneSpec(
     "scratch_cnn", ScratchCNN, NoWeights(), head="fc", cam_layer="features",
+    stages=("features.3", "features.7", "features.11", "features.15"),
     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=1.0, min_size=16,
     description="small 4-stage CNN for --mode scratch (no pretrained weights)"))
 
@@ -58,19 +59,30 @@ def _tv(name: str, weights: str, head: str, cam: str, **kw) -> None:
                           description=kw.pop("description", f"torchvision {name}"), **kw))
 
 
-_tv("resnet18", "ResNet18_Weights", "fc", "layer4")
-_tv("resnet34", "ResNet34_Weights", "fc", "layer4")
-_tv("resnet50", "ResNet50_Weights", "fc", "layer4")
-_tv("alexnet", "AlexNet_Weights", "classifier.6", "features", min_size=64)
-_tv("vgg11_bn", "VGG11_BN_Weights", "classifier.6", "features")
-_tv("squeezenet1_0", "SqueezeNet1_0_Weights", "classifier", "features", pool_head=True, min_size=64)
-_tv("densenet121", "DenseNet121_Weights", "classifier", "features")
+# stages: torchvision node names of each stage's output, shallow to deep (the last is the final
+# feature map); `transferlab train --features stages` pools every one of them.
+_RESNET = ("layer1", "layer2", "layer3", "layer4")
+_tv("resnet18", "ResNet18_Weights", "fc", "layer4", stages=_RESNET)
+_tv("resnet34", "ResNet34_Weights", "fc", "layer4", stages=_RESNET)
+_tv("resnet50", "ResNet50_Weights", "fc", "layer4", stages=_RESNET)
+_tv("alexnet", "AlexNet_Weights", "classifier.6", "features", min_size=64,
+    stages=("features.2", "features.5", "features.12"))
+_tv("vgg11_bn", "VGG11_BN_Weights", "classifier.6", "features",
+    stages=("features.3", "features.7", "features.14", "features.21", "features.28"))
+_tv("squeezenet1_0", "SqueezeNet1_0_Weights", "classifier", "features", pool_head=True, min_size=64,
+    stages=("features.2", "features.6", "features.11", "features.12"))
+_tv("densenet121", "DenseNet121_Weights", "classifier", "features",
+    stages=("features.denseblock1", "features.denseblock2", "features.denseblock3", "features.norm5"))
 _tv("inception_v3", "Inception_V3_Weights", "fc", "Mixed_7c", input_size=299,
+    stages=("maxpool1", "maxpool2", "Mixed_5d", "Mixed_6e", "Mixed_7c"),
     min_size=299,  # the auxiliary branch needs a 17x17 Mixed_6e map: smaller inputs fail in training
     aux_head="AuxLogits.fc",
     # The torchvision weights expect transform_input=True (they were trained on [-1, 1] inputs).
     arch_kwargs={"aux_logits": True, "transform_input": True, "init_weights": True},
     description="torchvision inception_v3 (299 px, auxiliary logits: loss = main + 0.4 x aux)")
-_tv("mobilenet_v3_large", "MobileNet_V3_Large_Weights", "classifier.3", "features")
-_tv("efficientnet_b0", "EfficientNet_B0_Weights", "classifier.1", "features")
-_tv("convnext_tiny", "ConvNeXt_Tiny_Weights", "classifier.2", "features")
+_tv("mobilenet_v3_large", "MobileNet_V3_Large_Weights", "classifier.3", "features",
+    stages=("features.1", "features.3", "features.6", "features.12", "features.16"))
+_tv("efficientnet_b0", "EfficientNet_B0_Weights", "classifier.1", "features",
+    stages=tuple(f"features.{i}" for i in range(1, 9)))
+_tv("convnext_tiny", "ConvNeXt_Tiny_Weights", "classifier.2", "features",
+    stages=("features.1", "features.3", "features.5", "features.7"))
