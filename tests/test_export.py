@@ -49,10 +49,10 @@ def test_export_fails_loudly_when_the_export_disagrees(tiny_run, tmp_path, monke
     import transferlab.export as ex
     real = ex.export_model
 
-    def broken(module, fmt, path, size):  # an exporter that loses the normalisation
+    def broken(module, fmt, path, size, views=1):  # an exporter that loses the normalisation
         module.mean.zero_()
         module.std.fill_(1.0)
-        return real(module, fmt, path, size)
+        return real(module, fmt, path, size, views)
     monkeypatch.setattr(ex, "export_model", broken)
     with pytest.raises(ExportError, match="disagrees with PyTorch"):
         export_run(tiny_run, "torchscript", tmp_path / "bad")
@@ -94,3 +94,26 @@ def test_predict_with_an_exported_model_matches_the_run_and_needs_no_torch(tiny_
     assert proc.returncode == 0, proc.stderr[-2000:]
     c = json.loads((tmp_path / "notorch.json").read_text())
     assert [p["label"] for p in c["predictions"]] == [p["label"] for p in b["predictions"]]
+
+
+@pytest.mark.parametrize("name, views", [("efficientnet_lite0", 1), ("resnet18", 1), ("efficientnet_lite0", 4)])
+def test_stage_model_exports_with_its_standardisation(name, views, tmp_path):
+    """The fitted feature standardisation (and the averaging of crop views) travel inside the export."""
+    import onnxruntime as ort
+    torch.manual_seed(0)
+    spec = get_spec(name)
+    model = create_model(name, 2, pretrained=False, features="stages").eval()
+    with torch.no_grad():
+        feats = model.forward_features(torch.rand(16, 3, 64, 64))
+        model.feature_norm.fit(feats * 3 + 1)  # a mean and scale far from the identity
+    module = Deployable(model, spec.mean, spec.std).eval()
+    path = export_model(module, "onnx", tmp_path / "m.onnx", 64, views)
+    x = torch.rand(3, 3, 64, 64) if views == 1 else torch.rand(3, views, 3, 64, 64)
+    with torch.inference_mode():
+        ref = module(x)[1].numpy()
+        model.feature_norm.mean.zero_()
+        model.feature_norm.scale.fill_(1.0)
+        unnormalised = module(x)[1].numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], {"image": x.numpy()})[0]
+    assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+    assert np.abs(unnormalised - ref).max() > 1e-2  # the standardisation matters, and it was exported

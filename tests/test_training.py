@@ -97,12 +97,14 @@ def test_missing_weights_fail_before_anything_is_written(tiny_folder, tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
-def test_features_mode_trains_only_the_head(tiny_folder, tmp_path, fast_overrides):
+@pytest.mark.parametrize("recipe, features", [("classic", "last"), ("detect", "stages")])
+def test_features_mode_trains_only_the_head(tiny_folder, tmp_path, fast_overrides, recipe, features):
     over = {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / "run"), "model": "efficientnet_lite0",
-            "mode": "features", "image_size": 32}
-    train(load_config(None, over))
+            "mode": "features", "image_size": 32, "recipe": recipe}
+    res = train(load_config(None, over))
+    assert res.summary["features"] == features and res.summary["head"] == ("sgd" if recipe == "classic" else "logistic")
     from transferlab.backbones import create_model
-    ref = create_model("efficientnet_lite0", 2, pretrained=True)
+    ref = create_model("efficientnet_lite0", 2, pretrained=True, features=features)
     got = load_checkpoint(tmp_path / "run" / "best.pt")["model"]
     body = {k: v for k, v in got.items() if k.startswith("body.")}
     assert body and all(torch.equal(v, ref.state_dict()[k]) for k, v in body.items())
@@ -137,14 +139,18 @@ def test_batchnorm_frozen_only_in_finetune_by_default(monkeypatch):
     assert ft2.body.bn1.training
 
 
-def test_lpft_probes_then_finetunes_and_saves_calibration(tiny_folder, tmp_path, fast_overrides, capsys):
+@pytest.mark.parametrize("recipe", ["classic", "detect"])
+def test_lpft_probes_then_finetunes_and_saves_calibration(tiny_folder, tmp_path, fast_overrides, capsys, recipe):
     over = {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / "run"), "model": "efficientnet_lite0",
-            "mode": "lpft", "lp_epochs": 3, "epochs": 2, "image_size": 32, "lr": None}
+            "mode": "lpft", "lp_epochs": 3, "epochs": 2, "image_size": 32, "lr": None, "recipe": recipe}
     res = train(load_config(None, over))
     out = capsys.readouterr().out
-    assert out.count("/3  train loss") == 3 and "then fine-tuning everything" in out
+    if recipe == "classic":  # lp_epochs of SGD on the last stage's features
+        assert out.count("/3  train loss") == 3 and "then fine-tuning everything" in out
+    else:  # the logistic head on stage features, then fine-tuning through every stage
+        assert "lpft: logistic head on cached stages features" in out and res.summary["features"] == "stages"
     from transferlab.backbones import create_model
-    ref = create_model("efficientnet_lite0", 2, pretrained=True).state_dict()
+    ref = create_model("efficientnet_lite0", 2, pretrained=True, features=res.summary["features"]).state_dict()
     best = load_checkpoint(tmp_path / "run" / "best.pt")
     body = [k for k in best["model"] if k.startswith("body.") and best["model"][k].is_floating_point()
             and "running" not in k]
@@ -153,7 +159,7 @@ def test_lpft_probes_then_finetunes_and_saves_calibration(tiny_folder, tmp_path,
     cal = res.summary["calibration"]
     assert best["temperature"] == cal["temperature"] > 0 and best["threshold"] == cal["threshold"]
     assert cal["threshold_rule"] == "eer" and cal["positive_class"] == "fake"
-    assert any("lpft: linear probe" in n for n in res.summary["data"]["notes"])
+    assert any(n.startswith("lpft: ") for n in res.summary["data"]["notes"])
 
 
 def test_threshold_rule_fpr_and_argmax_are_saved(tiny_folder, tmp_path, fast_overrides):

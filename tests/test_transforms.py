@@ -1,3 +1,4 @@
+import pytest
 import torch
 from PIL import Image
 
@@ -124,10 +125,10 @@ def test_eval_pixels_match_the_export_contract_preprocessing():
     from transferlab.images import prepare
     photos = [Image.fromarray(data.chelsea()), Image.fromarray(np.random.default_rng(0).integers(
         0, 255, (45, 71, 3), dtype=np.uint8)), Image.fromarray(data.astronaut()).resize((700, 520))]
-    for name, size, crop in [("scratch_cnn", 32, "resize"), ("efficientnet_lite0", None, "resize"),
-                             ("resnet18", None, "resize"), ("inception_v3", None, "resize"),
-                             ("efficientnet_lite0", 64, "native")]:
-        pre = get_spec(name).preprocess(size, crop)
+    for name, size, crop, views in [("scratch_cnn", 32, "resize", 1), ("efficientnet_lite0", None, "resize", 1),
+                                    ("resnet18", None, "resize", 1), ("inception_v3", None, "resize", 1),
+                                    ("efficientnet_lite0", 64, "native", 1), ("efficientnet_lite0", 48, "native", 9)]:
+        pre = get_spec(name).preprocess(size, crop, views)
         for im in photos:
             x = (denormalize(eval_transform(pre)(prepare(im, pre["decode_size"])), pre) * 255).round().numpy()
             y = (preprocess(im, {"preprocess": pre}) * 255).round()
@@ -135,3 +136,24 @@ def test_eval_pixels_match_the_export_contract_preprocessing():
             assert (x != y).mean() < 0.05, (name, crop, im.size)
             if crop == "native":
                 assert np.array_equal(x, y)  # no resampling at all: identical
+
+
+def test_crop_views_are_a_grid_at_native_resolution():
+    import numpy as np
+    from transferlab.images import crop_grid
+    assert crop_grid(100, 100, 32, 1) == [(34, 34)]
+    assert crop_grid(100, 150, 32, 4) == [(0, 0), (0, 118), (68, 0), (68, 118)]  # the four corners
+    assert crop_grid(64, 64, 32, 9)[4] == (16, 16)  # a 3 x 3 grid: the middle one is the centre
+    pre = get_spec("efficientnet_lite0").preprocess(32, "native", 4)
+    arr = np.asarray(Image.effect_noise((96, 64), 80).convert("RGB"))
+    views = eval_transform(pre)(Image.fromarray(arr))
+    assert views.shape == (4, 3, 32, 32)
+    seen = denormalize(views, pre)
+    ref = torch.from_numpy(arr[32:64, 64:96].copy()).permute(2, 0, 1).float() / 255  # bottom-right, no resize
+    assert torch.allclose(seen[3], ref, atol=1e-5)
+    train = train_transform(pre, "light")(Image.fromarray(arr))
+    assert train.shape == (4, 3, 32, 32) and not torch.allclose(train[0], train[1])  # K random crops
+    small = eval_transform(pre)(Image.fromarray(arr[:20, :20]))  # smaller than a crop: zero-padded
+    assert small.shape == (4, 3, 32, 32)
+    with pytest.raises(ValueError, match="drop --tta"):
+        eval_transform(pre, tta=True)

@@ -4,11 +4,17 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import json
+import os
 import sys
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "UsageError"]
+
+
+class UsageError(ValueError):
+    """Flags that do not go together; the message says which."""
 
 _HELP = {
     "out": "run folder to write", "model": "backbone (see `transferlab models`)",
@@ -52,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", nargs="?", help="ImageFolder root (flat or train/val/test) or CSV manifest")
     p.add_argument("--config", help="YAML file layered under the flags")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (its files are deleted first)")
     _add_train_flags(p)
 
     p = sub.add_parser("evaluate", help="score a run on its test split or another data set")
@@ -87,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", help="CSV of file pairs (relative to DATA) kept on one side of the split")
     _add_train_flags(p, skip=("model", "mode", "out"))
 
+    p = sub.add_parser("crosseval", help="train on each real/fake data set, test on every one: the cross-source matrix")
+    p.add_argument("data", nargs="+", help="two or more data folders (flat or train/val/test) with the same classes")
+    p.add_argument("--out", required=True, help="folder for the splits, one run per data set and report.html")
+    p.add_argument("--train-per-class", type=int, help="flat folders: training images per class (else 70%%)")
+    p.add_argument("--val-per-class", type=int, help="flat folders: validation images per class (else 15%%)")
+    p.add_argument("--groups-name", default="same_source_pairs.csv",
+                   help="a file of pairs inside a data folder kept on one side of its split (when present)")
+    _add_train_flags(p, skip=("out",))
+
     p = sub.add_parser("show", help="preview training images as the model sees them after augmentation")
     p.add_argument("data", help="ImageFolder root or CSV manifest")
     p.add_argument("--out", default="augment_preview.png", help="PNG to write")
@@ -111,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-mb", type=float, default=10.0, help="largest accepted upload")
+    p.add_argument("--workers", type=int, default=2, help="threads that decode and score uploads")
+    p.add_argument("--queue", type=int, default=16, help="requests admitted at once (running or waiting); more get 503")
+    p.add_argument("--trust-torchscript", action="store_true",
+                   help="serve a TorchScript export (loading one runs code stored in the file: only files you made)")
 
     sub.add_parser("models", help="list backbones and whether their weights are on this machine")
 
@@ -143,9 +163,9 @@ def _cmd_train(a) -> int:
         train(resume=a.resume, overrides=flags)
         return 0
     if not a.data:
-        raise SystemExit("transferlab train: DATA is required (or --resume RUN_DIR)")
+        raise UsageError("transferlab train: DATA is required (or --resume RUN_DIR)")
     cfg = load_config(a.config, {**flags, "data": a.data})
-    train(cfg)
+    train(cfg, overwrite=a.overwrite)
     return 0
 
 
@@ -166,6 +186,15 @@ def _cmd_compare(a) -> int:
     return 0
 
 
+def _cmd_crosseval(a) -> int:
+    from .crosseval import crosseval
+    from .split import SplitSpec
+    flags = _train_flags(a, skip=("data", "out"))
+    spec = SplitSpec(a.train_per_class, a.val_per_class, seed=int(flags.get("seed", 0)))
+    crosseval(a.data, a.out, overrides=flags, split=spec, groups_name=a.groups_name or None)
+    return 0
+
+
 def _cmd_show(a) -> int:
     from .preview import augment_preview
     path, preset = augment_preview(a.data, a.out, a.images, a.views, _train_flags(a, skip=("data", "out")))
@@ -180,7 +209,7 @@ def _cmd_evaluate(a) -> int:
     try:
         perturb = parse_perturbations(a.perturb)
     except ValueError as e:
-        raise SystemExit(f"error: --perturb: {e}") from None
+        raise UsageError(f"--perturb: {e}") from None
     report = evaluate_run(a.run, a.data, a.out, a.checkpoint, perturb=perturb, tta=a.tta,
                           class_map=parse_class_map(a.classes), explain=a.explain)
     print(render_markdown(report).split("\n| class")[0])
@@ -194,9 +223,9 @@ def _cmd_predict(a) -> int:
     from .exported import is_exported_model
     from .prediction import expand_inputs
     files, problems = expand_inputs(a.paths)
-    if is_exported_model(a.run):
+    if is_exported_model(a.run) or Path(a.run).is_file():  # a file is an export: its contract is checked
         if a.tta or a.explain:
-            raise SystemExit("error: --tta and --explain need the run folder (PyTorch), not an exported model")
+            raise UsageError("--tta and --explain need the run folder (PyTorch), not an exported model")
         from .exported import load_exported
         pred = load_exported(a.run, a.batch_size)
     else:
@@ -215,18 +244,18 @@ def _cmd_predict(a) -> int:
         print(f"{r.path:<{width}}  {r.label or '-':<12}{probs}")
     for item, why in problems:
         print(f"skipped {item}: {why}", file=sys.stderr)
+    from .files import write_text  # whole files, written atomically: never a partial CSV
     if a.csv:
-        with open(a.csv, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "prediction", *[f"p_{c}" for c in pred.classes], "error"])
-            for r in results:
-                w.writerow([r.path, r.label or "", *[r.probs.get(c, "") for c in pred.classes], r.error or ""])
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(["path", "prediction", *[f"p_{c}" for c in pred.classes], "error"])
+        for r in results:
+            w.writerow([r.path, r.label or "", *[r.probs.get(c, "") for c in pred.classes], r.error or ""])
+        write_text(a.csv, buf.getvalue())
     if a.json:
-        Path(a.json).write_text(json.dumps({"classes": pred.classes, "threshold": pred.threshold,
-                                            "decision": pred.decision(),
-                                            "predictions": [r.to_dict() for r in results],
-                                            "problems": [{"path": p, "reason": w} for p, w in problems]},
-                                           indent=2))
+        write_text(a.json, json.dumps({"classes": pred.classes, "threshold": pred.threshold,
+                                       "decision": pred.decision(), "predictions": [r.to_dict() for r in results],
+                                       "problems": [{"path": p, "reason": w} for p, w in problems]}, indent=2))
     return 0
 
 
@@ -267,7 +296,9 @@ def _cmd_export(a) -> int:
 
 def _cmd_serve(a) -> int:
     from .serve import run_server
-    run_server(a.run, a.host, a.port, int(a.max_mb * 2**20))
+    if a.workers < 1 or a.queue < 1 or a.max_mb <= 0:
+        raise UsageError("--workers and --queue must be >= 1 and --max-mb > 0")
+    run_server(a.run, a.host, a.port, int(a.max_mb * 2**20), a.workers, a.queue, a.trust_torchscript)
     return 0
 
 
@@ -289,32 +320,47 @@ def _cmd_demo(a) -> int:
 
 
 _USER_ERRORS = {"config": "ConfigError", "data": "DataError", "weights": "WeightsUnavailable",
-                "checkpoint": "CheckpointError", "export": "ExportError"}
+                "checkpoint": "CheckpointError", "export": "ExportError", "exported": "ContractError",
+                "files": "OutputError", "images": "ImageReadError"}
 
 
 def _user_errors() -> tuple[type, ...]:
-    """Errors whose message is the whole story (bad input, missing weights). Looked up only in
-    modules already imported, so ``predict`` on an ONNX export never imports torch."""
+    """Errors whose message is the whole story (bad input, missing weights, an unwritable folder).
+    Looked up only in modules already imported, so ``predict`` on an ONNX export never imports torch."""
     found = [getattr(sys.modules[f"transferlab.{m}"], n) for m, n in _USER_ERRORS.items()
              if f"transferlab.{m}" in sys.modules]
-    return (*found, FileNotFoundError)
+    return (*found, UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status: 0 done, 2 the input or setting is at fault (one
+    line on stderr names it and the fix), 1 an unexpected failure, 130 interrupted."""
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print, escaped, not crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     handler = {"split": _cmd_split, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
                "models": _cmd_models, "demo": _cmd_demo, "compare": _cmd_compare, "show": _cmd_show,
+               "crosseval": _cmd_crosseval,
                "export": _cmd_export, "serve": _cmd_serve}[args.command]
     try:
         return handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except Exception as e:
-        if isinstance(e, _user_errors()):
-            print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, _user_errors()) or isinstance(e, KeyError):  # KeyError: an unknown backbone name
+            print(f"error: {_one_line(e)}", file=sys.stderr)
             return 2
-        if isinstance(e, KeyError):  # unknown backbone name
-            print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-            return 2
-        raise
+        if os.environ.get("TRANSFERLAB_DEBUG"):
+            raise
+        print(f"error: unexpected {type(e).__name__}: {_one_line(e)} (this is a bug in transferlab; "
+              "TRANSFERLAB_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from .plots import plot_compare_curves, plot_confusions
 from .report import data_table, figure, machine_table, page, table
 from .split import SplitSpec, split_folder
 from .training import train
+from .files import write_text
 
 __all__ = ["grid", "compare", "RunRow"]
 
@@ -92,7 +93,7 @@ def prepare_split(data: str | Path, out: Path, spec: SplitSpec, groups: str | Pa
     index = load_index(data)
     if len([s for s in SPLITS if index.splits.get(s)]) > 1:
         write_manifest(index, manifest)
-        (out / "split.json").write_text(json.dumps({"source": str(Path(data).resolve()), "kept": "the data's own "
+        write_text((out / "split.json"), json.dumps({"source": str(Path(data).resolve()), "kept": "the data's own "
                                                     "split", "counts": index.counts()}, indent=2))
         return read_manifest(manifest)
     index, warnings = split_folder(data, out, spec, groups)
@@ -145,7 +146,7 @@ def compare(data: str | Path, out: str | Path, models: Sequence[str] | None = No
               "overrides": overrides, "runs": [r.__dict__ for r in rows], "best": best.name,
               "best_rule": "highest best-epoch validation accuracy (ties: the faster run)",
               "seconds": time.perf_counter() - t0, "seconds_training": sum(r.wall_seconds for r in rows)}
-    (out / "compare.json").write_text(json.dumps(result, indent=2))
+    write_text((out / "compare.json"), json.dumps(result, indent=2))
     write_reports(out, result)
     _log(render_table(rows))
     _log(f"best by validation accuracy: {best.name}; report: {out / 'report.html'}")
@@ -211,7 +212,7 @@ def write_reports(out: Path, result: dict) -> None:
           *[f"| {sp} | " + " | ".join(str(c.get(k, 0)) for k in classes) + " |" for sp, c in result["counts"].items()],
           "", f"{len(skipped)} unreadable file(s) skipped." if skipped else "No unreadable files.", "",
           "## Machine", "", *[f"- {k}: {v}" for k, v in machine.items()]]
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    write_text((out / "report.md"), "\n".join(md) + "\n")
 
     per_class = [f"acc {c}" for c in classes]
     body = ["<h2>Runs</h2>",
@@ -229,7 +230,7 @@ def write_reports(out: Path, result: dict) -> None:
             f"<code>{html.escape(str(out / 'split.csv'))}</code>.</p>", data_table(classes, result["counts"]),
             table(["file", "reason"], skipped) if skipped else "<p>No unreadable files.</p>",
             "<h2>Machine</h2>", machine_table(machine)]
-    (out / "report.html").write_text(page(f"Comparison: {Path(result['data']).name}", wall, body))
+    write_text((out / "report.html"), page(f"Comparison: {Path(result['data']).name}", wall, body))
 
 
 def _settings(out: Path, rows: Sequence[RunRow]) -> list[tuple[str, str]]:

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from .files import write_text
+
 __all__ = ["TrainConfig", "ConfigError", "MODES", "OPTIMIZERS", "SCHEDULERS", "METRICS",
            "AUGMENTS", "CROPS", "RECIPES", "FEATURE_KINDS", "HEADS", "load_config", "config_to_dict", "save_config"]
 
@@ -232,4 +234,4 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML, one key per line."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    write_text(Path(path), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

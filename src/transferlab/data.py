@@ -64,7 +64,12 @@ def _list_class_dir(folder: Path, skipped: list[tuple[str, str]], verify: bool) 
     """Readable-looking image files in ``folder`` (recursively), sorted; others go to ``skipped``."""
     good = []
     for p in sorted(folder.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
+        if p.name.startswith("."):
+            continue
+        if p.is_symlink() and not p.exists():  # dangling, or a loop (a link to itself)
+            skipped.append((str(p), "broken or looping symbolic link"))
+            continue
+        if not p.is_file():
             continue
         if not is_image_name(p):
             skipped.append((str(p), f"not an image file name (suffix '{p.suffix}')"))
@@ -141,24 +146,52 @@ def _check_classes(index: DataIndex) -> None:
                         "a classifier needs at least two class folders (root/<class>/images)")
 
 
+def _read_manifest_rows(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """``(path, label, split)`` rows of a manifest, each file once, and notes (duplicate rows).
+
+    Text that is not UTF-8 (e.g. Latin-1) keeps its bytes through ``surrogateescape``, so file
+    names with any bytes a file system allows still find their files."""
+    base = path.parent
+    rows: dict[str, tuple[str, str, str]] = {}
+    notes, dup = [], 0
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            reader = csv.DictReader(f)
+            cols = set(reader.fieldnames or [])
+            if not {"path", "label"} <= cols:
+                raise DataError(f"manifest '{path}' needs a header with columns path,label[,split]; "
+                                f"found {sorted(cols)}")
+            for n, row in enumerate(reader, start=2):
+                raw, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
+                if not raw or not label:
+                    raise DataError(f"manifest '{path}' line {n}: {'path' if not raw else 'label'} is empty; "
+                                    "every row needs path,label[,split]")
+                split = _SPLIT_ALIASES.get((row.get("split") or "train").strip().lower())
+                if split is None:
+                    raise DataError(f"manifest '{path}' line {n}: split '{row.get('split')}' is not "
+                                    "train, val or test")
+                p = Path(raw)
+                full = os.path.normpath(p if p.is_absolute() else base / p)
+                if full in rows:
+                    if rows[full][1:] != (label, split):
+                        raise DataError(f"manifest '{path}' line {n}: '{raw}' is listed again as {label}/{split}, "
+                                        f"earlier as {rows[full][1]}/{rows[full][2]}; keep one row per file")
+                    dup += 1
+                    continue
+                rows[full] = (full, label, split)
+    except csv.Error as e:
+        raise DataError(f"manifest '{path}' is not a readable CSV ({e})") from None
+    except UnicodeError as e:
+        raise DataError(f"manifest '{path}' cannot be decoded ({e}); save it as UTF-8") from None
+    if dup:
+        notes.append(f"manifest '{path}': {dup} duplicate row(s) ignored (each file counts once)")
+    return list(rows.values()), notes
+
+
 def read_manifest(path: str | Path, verify: bool = True) -> DataIndex:
     """Read a ``path,label[,split]`` CSV. Relative paths are relative to the CSV's folder."""
     path = Path(path)
-    base = path.parent
-    rows: list[tuple[str, str, str]] = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = set(reader.fieldnames or [])
-        if not {"path", "label"} <= cols:
-            raise DataError(f"manifest '{path}' needs a header with columns path,label[,split]; "
-                            f"found {sorted(cols)}")
-        for n, row in enumerate(reader, start=2):
-            split = _SPLIT_ALIASES.get((row.get("split") or "train").strip().lower())
-            if split is None:
-                raise DataError(f"manifest '{path}' line {n}: split '{row.get('split')}' is not "
-                                "train, val or test")
-            p = Path(row["path"])
-            rows.append((os.path.normpath(p if p.is_absolute() else base / p), row["label"].strip(), split))
+    rows, notes = _read_manifest_rows(path)
     classes = sorted({label for _, label, _ in rows})
     skipped: list[tuple[str, str]] = []
     splits: dict[str, list[Sample]] = {}
@@ -170,7 +203,7 @@ def read_manifest(path: str | Path, verify: bool = True) -> DataIndex:
                 skipped.append((p, e.reason))
                 continue
         splits.setdefault(split, []).append(Sample(p, classes.index(label)))
-    index = DataIndex(str(path), classes, {s: splits[s] for s in SPLITS if s in splits}, skipped)
+    index = DataIndex(str(path), classes, {s: splits[s] for s in SPLITS if s in splits}, skipped, notes)
     _check_classes(index)
     for i, name in enumerate(classes):
         if not any(s.label == i for s in index.all_samples()):
@@ -183,7 +216,8 @@ def write_manifest(index: DataIndex, path: str | Path, relative: bool = True) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    # surrogateescape: file names that are not UTF-8 are written back as the same bytes
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "split"])
         for split in SPLITS:

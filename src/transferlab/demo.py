@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .files import write_text
+
 __all__ = ["PHOTOS", "make_fake", "build_demo_data", "run_demo"]
 
 # Which bundled colour photo feeds which split: no photo is in two splits.
@@ -98,7 +100,7 @@ def build_demo_data(root: str | Path, size: int = 128, seed: int = 0) -> Path:
                 cls = "real" if i % 2 == 0 else "fake"
                 img = crop if cls == "real" else make_fake(crop, rng)
                 Image.fromarray(img).save(root / split / cls / f"{name}_{i:03d}.png")
-    marker.write_text(json.dumps(info))
+    write_text(marker, json.dumps(info))
     return root
 
 

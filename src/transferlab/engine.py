@@ -23,7 +23,7 @@ from .backbones import TransferModel
 from .config import TrainConfig
 
 __all__ = ["resolve_device", "set_threads", "tune_malloc", "build_optimizer", "build_scheduler", "train_one_epoch",
-           "evaluate", "fit", "FitState", "is_better", "val_metric"]
+           "evaluate", "fit", "FitState", "is_better", "val_metric", "seed_epoch"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -197,6 +197,21 @@ class FitState:
     best: float | None = None
     best_epoch: int = 0
     best_loss: float | None = None
+    stopped_early: bool = False
+
+
+def seed_epoch(seed: int, epoch: int, loader: DataLoader | None = None) -> None:
+    """Seed every random stream an epoch draws from (python, numpy, torch, the loader's shuffling
+    and its workers) from ``(seed, epoch)`` alone, so an epoch after ``--resume`` repeats exactly
+    the epoch an uninterrupted run would have had."""
+    import random
+    s = (seed * 1_000_003 + epoch * 7919) % 2**63
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+    gen = getattr(loader, "generator", None)
+    if gen is not None:
+        gen.manual_seed(s)
 
 
 def val_metric(metric: str, val: dict) -> float:
@@ -223,6 +238,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opt,
     state = state or FitState()
     stale = state.epoch - state.best_epoch
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if state.stopped_early:
+            break
+        seed_epoch(cfg.seed, epoch, train_loader)
         t0 = time.perf_counter()
         lr = opt.param_groups[-1]["lr"]
         tr = train_one_epoch(model, train_loader, opt, scheduler, device, cfg, desc=f"epoch {epoch}/{cfg.epochs}")
@@ -239,8 +257,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opt,
             state.best, state.best_epoch, state.best_loss, stale = value, epoch, val["loss"], 0
         else:
             stale += 1
+        state.stopped_early = bool(cfg.patience and stale >= cfg.patience)
         if on_epoch_end:
             on_epoch_end(record, improved, state, val)
-        if cfg.patience and stale >= cfg.patience:
-            break
     return state

@@ -20,6 +20,7 @@ from .perturb import Perturbation, parse_perturbations
 from .plots import plot_confusion, plot_prediction_grid, plot_robustness, plot_roc
 from .report import run_report
 from .training import sample_grid, thumbnails
+from .files import write_text
 
 __all__ = ["evaluate_run", "select_eval_split", "parse_class_map", "robustness"]
 
@@ -129,8 +130,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, out: str |
         plot_robustness(report["robustness"], out / "robustness.png", title=f"{split}: robustness to perturbations")
     if explain:
         report["explained"] = _explain_grid(out / "gradcam.png", pred, kept, labels, probs, explain)
-    (out / "eval.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(render_markdown(report))
+    write_text((out / "eval.json"), json.dumps(report, indent=2))
+    write_text((out / "report.md"), render_markdown(report))
     if out.resolve() == run_dir.resolve() and (run_dir / "summary.json").is_file():
         run_report(run_dir)  # report.html now includes this evaluation
     return report

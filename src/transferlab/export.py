@@ -22,8 +22,10 @@ from torch import nn
 from . import __version__
 from .checkpoint import load_checkpoint
 from .data import read_manifest
-from .exported import CONTRACT_VERSION, OnnxPredictor, TorchScriptPredictor, contract_path, load_input
+from .exported import (CONTRACT_VERSION, OnnxPredictor, TorchScriptPredictor, contract_checksum, contract_path,
+                       file_sha256, load_input)
 from .inference import Predictor
+from .files import write_text
 
 __all__ = ["FORMATS", "ExportError", "Deployable", "export_model", "export_run", "parity"]
 
@@ -77,7 +79,8 @@ def export_model(module: nn.Module, fmt: str, path: Path, size: int, views: int 
 
 def _contract(fmt: str, path: Path, ckpt: dict, temperature: float, extra: dict) -> dict:
     pre = dict(ckpt["preprocess"])
-    return {"contract_version": CONTRACT_VERSION, "format": fmt, "file": path.name, "backbone": ckpt["backbone"],
+    return {"contract_version": CONTRACT_VERSION, "format": fmt, "file": path.name, "sha256": file_sha256(path),
+            "backbone": ckpt["backbone"],
             "classes": list(ckpt["classes"]), "threshold": ckpt.get("threshold"),
             "positive_class": ckpt.get("positive_class"), "temperature": temperature, "preprocess": pre,
             "input": {"name": "image", "shape": ["batch", *([pre["crop_views"]] if pre.get("crop_views", 1) > 1 else []),
@@ -94,6 +97,12 @@ def _contract(fmt: str, path: Path, ckpt: dict, temperature: float, extra: dict)
                       "an evenly spaced square grid, corner to corner (zero-pad if smaller)",
                       "divide by 255, channels first"],
             "transferlab": __version__, **extra}
+
+
+def _write_contract(model_path: Path, contract: dict) -> None:
+    """Write ``<model file>.json`` with the checksum that lets a reader see any later edit."""
+    contract = {k: v for k, v in contract.items() if k != "checksum"}
+    write_text(contract_path(model_path), json.dumps({**contract, "checksum": contract_checksum(contract)}, indent=2))
 
 
 def _validation_images(run_dir: Path, limit: int | None) -> list:
@@ -170,7 +179,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
             return module(torch.from_numpy(b))[0].numpy()
     ref = _batched(eager, x)
     runner = (OnnxPredictor if fmt == "onnx" else TorchScriptPredictor)
-    contract_path(path).write_text(json.dumps(contract, indent=2))
+    _write_contract(path, contract)
     backend = runner(path)
     got = _batched(backend.run, x)
     # end to end from the image files: PyTorch's own pipeline vs the contract's PIL/NumPy one
@@ -196,7 +205,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
                           f"{failed} for inspection")
     if int8:
         report["int8"] = _int8(backend, run_dir, contract, x, labels, got, calibration_images)
-    (out / f"export_{fmt}.json").write_text(json.dumps(report, indent=2))
+    write_text((out / f"export_{fmt}.json"), json.dumps(report, indent=2))
     return report
 
 
@@ -228,8 +237,8 @@ def _int8(fp: OnnxPredictor, run_dir: Path, contract: dict, x: np.ndarray, label
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     prepped.unlink()
     seconds = time.perf_counter() - t0
-    contract_path(q).write_text(json.dumps({**contract, "file": q.name, "quantisation":
-                                            f"static int8 (QDQ), calibrated on {len(calib)} training images"}, indent=2))
+    _write_contract(q, {**contract, "file": q.name, "sha256": file_sha256(q), "quantisation":
+                                            f"static int8 (QDQ), calibrated on {len(calib)} training images"})
     qi = OnnxPredictor(q)
     got = _batched(qi.run, x)
     return {"file": str(q), "seconds": seconds, "calibration_images": len(calib),

@@ -8,21 +8,88 @@ the same decode/shrink/resize/crop steps as the PyTorch pipeline) is all a deplo
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .images import ImageReadError, crop_grid, load_rgb, resize_short_side, shrink, to_rgb
 from .prediction import Prediction, decision, label_for
 
-__all__ = ["CONTRACT_VERSION", "contract_path", "read_contract", "preprocess", "load_input", "ExportedPredictor",
-           "OnnxPredictor", "TorchScriptPredictor", "load_exported", "is_exported_model"]
+__all__ = ["CONTRACT_VERSION", "Contract", "ContractError", "contract_path", "read_contract", "contract_checksum",
+           "file_sha256", "preprocess", "load_input", "ExportedPredictor", "OnnxPredictor", "TorchScriptPredictor",
+           "load_exported", "is_exported_model"]
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2  # 2: the model file's sha256 and a checksum of the contract itself
+
+
+class ContractError(ValueError):
+    """An exported model or its contract that cannot be trusted; one line says which and the fix."""
+
+
+class _Preprocess(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input_size: int = Field(gt=0, le=8192)
+    resize_size: int = Field(gt=0, le=16384)
+    decode_size: Optional[int] = Field(default=None, gt=0)
+    crop: Literal["resize", "native"] = "resize"
+    crop_views: int = Field(default=1, ge=1, le=64)
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    mean: list[float] = Field(min_length=3, max_length=3)
+    std: list[float] = Field(min_length=3, max_length=3)
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(x <= 0 for x in v):
+            raise ValueError("every std must be > 0")
+        return v
+
+
+class Contract(BaseModel):
+    """The schema of ``<model file>.json``: what a deployment needs besides the model file."""
+
+    model_config = ConfigDict(extra="allow")
+    contract_version: Literal[2]
+    format: Literal["onnx", "torchscript"]
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    checksum: str = Field(pattern=r"^[0-9a-f]{64}$")
+    backbone: str
+    classes: list[str] = Field(min_length=2)
+    threshold: Optional[float] = Field(default=None, ge=0.0, le=1.0)
+    positive_class: Optional[str] = None
+    temperature: float = Field(default=1.0, gt=0.0)
+    preprocess: _Preprocess
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Contract":
+        if len(set(self.classes)) != len(self.classes) or not all(self.classes):
+            raise ValueError(f"classes {self.classes} must be distinct, non-empty names")
+        if self.positive_class is not None and self.positive_class not in self.classes:
+            raise ValueError(f"positive_class '{self.positive_class}' is not one of the classes {self.classes}")
+        if self.threshold is not None and (len(self.classes) != 2 or self.positive_class is None):
+            raise ValueError("a threshold needs two classes and a positive_class")
+        return self
+
+
+def contract_checksum(contract: dict) -> str:
+    """sha256 of the contract's canonical JSON without its ``checksum``: any edit after export shows."""
+    body = {k: v for k, v in contract.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def contract_path(model_path: str | Path) -> Path:
@@ -36,15 +103,42 @@ def is_exported_model(path: str | Path) -> bool:
 
 
 def read_contract(model_path: str | Path) -> dict:
+    """The validated contract of an exported model. Raises :class:`ContractError` naming the bad
+    field when the contract is missing, not JSON, of another version, edited after export, or does
+    not belong to this model file (sha256)."""
     path = contract_path(model_path)
+    fix = "export the model again with `transferlab export RUN`"
+    if not Path(model_path).is_file():
+        raise ContractError(f"{model_path}: no such model file")
     if not path.is_file():
-        raise FileNotFoundError(f"{model_path}: no preprocessing contract {path.name} beside it; export the model "
-                                "with `transferlab export RUN`, which writes both")
-    c = json.loads(path.read_text())
-    if c.get("contract_version") != CONTRACT_VERSION:
-        raise ValueError(f"{path}: contract version {c.get('contract_version')}, this transferlab reads "
-                         f"{CONTRACT_VERSION}; export the model again")
-    return c
+        raise ContractError(f"{model_path}: no preprocessing contract {path.name} beside it; {fix}, which writes both")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
+    except (json.JSONDecodeError, OSError) as e:
+        raise ContractError(f"{path}: not a readable JSON contract ({e}); {fix}") from None
+    if not isinstance(raw, dict):
+        raise ContractError(f"{path}: not a JSON object; {fix}")
+    if raw.get("contract_version") != CONTRACT_VERSION:
+        raise ContractError(f"{path}: contract version {raw.get('contract_version')!r}, this transferlab reads "
+                            f"{CONTRACT_VERSION}; {fix}")
+    try:
+        Contract.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "contract"
+        raise ContractError(f"{path}: field '{where}': {err['msg']}; {fix}") from None
+    if contract_checksum(raw) != raw["checksum"]:
+        raise ContractError(f"{path}: the contract was edited after export (its checksum does not match); {fix}")
+    if raw["file"] != Path(model_path).name or file_sha256(model_path) != raw["sha256"]:
+        raise ContractError(f"{model_path}: the model file is not the one this contract was written for (sha256 "
+                            f"differs); {fix}")
+    return raw
+
+
+def _expected_input(contract: dict) -> list:
+    pre = contract["preprocess"]
+    views = [pre["crop_views"]] if pre.get("crop_views", 1) > 1 else []
+    return [*views, 3, pre["input_size"], pre["input_size"]]
 
 
 def _crops(a: np.ndarray, size: int, views: int = 1) -> list[np.ndarray]:
@@ -146,8 +240,21 @@ class OnnxPredictor(ExportedPredictor):
         if threads:
             opts.intra_op_num_threads = threads
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable models
+            raise ContractError(f"{self.path}: not a readable ONNX model ({type(e).__name__}); export it again") from None
+        inputs, outputs = self.session.get_inputs(), {o.name: o for o in self.session.get_outputs()}
+        want = _expected_input(self.contract)
+        if len(inputs) != 1 or list(inputs[0].shape[1:]) != want or "probs" not in outputs:
+            raise ContractError(f"{self.path}: the model takes {[i.shape for i in inputs]} and gives "
+                                f"{sorted(outputs)}, its contract says [batch, {', '.join(map(str, want))}] -> probs; "
+                                "export it again")
+        n = outputs["probs"].shape[-1]
+        if isinstance(n, int) and n != len(self.classes):
+            raise ContractError(f"{self.path}: the model scores {n} classes, its contract names {len(self.classes)}; "
+                                "export it again")
+        self.input_name = inputs[0].name
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(["probs"], {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
@@ -164,7 +271,23 @@ class TorchScriptPredictor(ExportedPredictor):
         self._torch = torch
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # deprecated in torch 2.14, still supported
-            self.module = torch.jit.load(str(self.path), map_location="cpu").eval()
+            try:
+                # torch.jit.load has no safe mode: only load TorchScript files you trust (the sha256 in
+                # the contract proves the file is the exported one, not that the exporter was honest)
+                self.module = torch.jit.load(str(self.path), map_location="cpu").eval()
+            except Exception as e:
+                raise ContractError(f"{self.path}: not a readable TorchScript model ({type(e).__name__}); "
+                                    "export it again") from None
+        probe = np.zeros([1, *_expected_input(self.contract)], np.float32)
+        try:
+            out = self.run(probe)
+        except Exception as e:
+            raise ContractError(f"{self.path}: the model does not take the contract's input "
+                                f"[batch, {', '.join(map(str, _expected_input(self.contract)))}] ({type(e).__name__}); "
+                                "export it again") from None
+        if out.shape != (1, len(self.classes)):
+            raise ContractError(f"{self.path}: the model scores {out.shape[-1]} classes, its contract names "
+                                f"{len(self.classes)}; export it again")
 
     def run(self, x: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
@@ -173,9 +296,5 @@ class TorchScriptPredictor(ExportedPredictor):
 
 def load_exported(model_path: str | Path, batch_size: int = 32) -> ExportedPredictor:
     """The right backend for an exported file, chosen by its contract's ``format``."""
-    fmt = read_contract(model_path)["format"]
-    if fmt == "onnx":
-        return OnnxPredictor(model_path, batch_size)
-    if fmt == "torchscript":
-        return TorchScriptPredictor(model_path, batch_size)
-    raise ValueError(f"{model_path}: unknown export format '{fmt}' in its contract")
+    fmt = read_contract(model_path)["format"]  # validated: onnx or torchscript
+    return (OnnxPredictor if fmt == "onnx" else TorchScriptPredictor)(model_path, batch_size)

@@ -16,13 +16,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "is_image_name", "load_rgb", "decode_bytes", "check_image", "to_rgb",
+__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageReadError", "ImageTooLarge", "is_image_name", "load_rgb", "decode_bytes", "check_image", "to_rgb",
            "shrink", "resize_short_side", "to_uint8_tensor", "prepare", "load_uint8", "crop_grid"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
-# A decompression bomb is refused rather than decoded; 8k x 8k is plenty for this tool.
-Image.MAX_IMAGE_PIXELS = 64_000_000
+# A decompression bomb is refused from its header, before any pixel is decoded; 8k x 8k is
+# plenty for this tool. (PIL's own guard only warns at its limit and fails at twice it.)
+MAX_PIXELS = 64_000_000
 
 
 class ImageReadError(OSError):
@@ -32,6 +33,17 @@ class ImageReadError(OSError):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+class ImageTooLarge(ImageReadError):
+    """An image whose header declares more than :data:`MAX_PIXELS` pixels (never decoded)."""
+
+
+def _check_pixels(im: Image.Image, name) -> None:
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise ImageTooLarge(name, f"{w} x {h} pixels ({w * h / 1e6:.0f} Mpx) is over the {MAX_PIXELS / 1e6:.0f} Mpx "
+                                  "limit; downscale the image")
 
 
 def is_image_name(path: str | Path) -> bool:
@@ -48,8 +60,16 @@ def check_image(path: str | Path) -> None:
     if size == 0:
         raise ImageReadError(p, "zero-byte file")
     try:
-        with Image.open(p) as im:
-            im.verify()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: the size is checked right here
+            with Image.open(p) as im:
+                _check_pixels(im, p)
+                im.verify()
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(p, f"over PIL's decompression-bomb limit (and the {MAX_PIXELS / 1e6:.0f} Mpx limit); "
+                               "downscale the image") from None
     except UnidentifiedImageError:
         raise ImageReadError(p, "not an image (unrecognised content)") from None
     except Exception as e:  # PIL raises many types for broken headers
@@ -108,8 +128,16 @@ def decode_bytes(data: bytes, name: str = "upload", formats: frozenset[str] | No
         raise ImageReadError(name, "zero-byte file")
     if formats is not None:
         try:
-            with Image.open(io.BytesIO(data)) as im:
-                kind = im.format
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data)) as im:
+                    kind = im.format
+                    _check_pixels(im, name)
+        except ImageReadError:
+            raise
+        except Image.DecompressionBombError:
+            raise ImageTooLarge(name, f"over PIL's decompression-bomb limit (and the {MAX_PIXELS / 1e6:.0f} Mpx "
+                                      "limit); downscale the image") from None
         except Exception:
             kind = None
         if kind not in formats:
@@ -123,11 +151,15 @@ def _decode(source, name) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Possibly corrupt EXIF data"
             with Image.open(source) as im:
+                _check_pixels(im, name)  # from the header, before decoding
                 im.load()
                 im = ImageOps.exif_transpose(im) or im
                 return to_rgb(im)
     except ImageReadError:
         raise
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(name, f"over PIL's decompression-bomb limit (and the {MAX_PIXELS / 1e6:.0f} Mpx limit); "
+                                  "downscale the image") from None
     except UnidentifiedImageError:
         raise ImageReadError(name, "not an image (unrecognised content)") from None
     except Exception as e:  # decoder errors surface as OSError, ValueError, SyntaxError, ...

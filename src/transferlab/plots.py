@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 __all__ = ["plot_curves", "plot_confusion", "plot_confusions", "plot_roc", "plot_prediction_grid",
-           "plot_robustness", "plot_compare_curves", "plot_augment_preview"]
+           "plot_robustness", "plot_compare_curves", "plot_augment_preview", "plot_matrix"]
 
 GREEN, RED = "#1a7f37", "#cf222e"
 
@@ -164,4 +164,22 @@ def plot_augment_preview(rows: Sequence[tuple[str, Sequence[np.ndarray]]], path:
                 axes[r, c].set_title(label, fontsize=9, loc="left")
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_matrix(values: Sequence[Sequence[float | None]], rows: Sequence[str], cols: Sequence[str], path: str | Path,
+                title: str = "", label: str = "ROC-AUC") -> Path:
+    """A heatmap of ``values[i][j]`` (row: trained on, column: tested on), each cell annotated;
+    ``None`` cells are grey."""
+    a = np.array([[np.nan if v is None else v for v in r] for r in values], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.6 * len(cols) + 2.5, 1.0 * len(rows) + 1.8))
+    im = ax.imshow(a, cmap="RdYlGn", vmin=0.5, vmax=1.0)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            ax.text(j, i, "-" if np.isnan(a[i, j]) else f"{a[i, j]:.3f}", ha="center", va="center",
+                    fontweight="bold" if i == j else "normal")
+    ax.set_xticks(range(len(cols)), cols, rotation=20, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set(xlabel="tested on", ylabel="trained on", title=title)
+    fig.colorbar(im, ax=ax, label=label, fraction=0.046)
     return _save(fig, path)

@@ -14,6 +14,8 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
+from .files import write_text
+
 __all__ = ["page", "figure", "table", "fmt", "run_report", "settings_table", "data_table", "machine_table"]
 
 _CSS = """
@@ -134,7 +136,7 @@ def run_report(run_dir: str | Path) -> Path:
     sub = f"best validation accuracy {s['best_val_acc']:.4f}" + (
         f", {ev['split']} accuracy {ev['accuracy']:.4f} on {ev['n']} images" if ev else "")
     path = run_dir / "report.html"
-    path.write_text(page(title, sub, body))
+    write_text(path, page(title, sub, body))
     return path
 
 

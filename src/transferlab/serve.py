@@ -11,20 +11,22 @@
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
 from . import __version__
-from .exported import is_exported_model, load_exported
-from .images import ImageReadError, decode_bytes
+from .exported import ContractError, is_exported_model, load_exported, read_contract
+from .images import ImageReadError, ImageTooLarge, decode_bytes, shrink
 
 __all__ = ["create_app", "run_server", "ALLOWED_FORMATS"]
 
@@ -35,10 +37,14 @@ MAX_FILES = 16
 class _Model:
     """The loaded model (run folder via PyTorch, or an exported file), its card and Grad-CAM."""
 
-    def __init__(self, source: str | Path):
+    def __init__(self, source: str | Path, trust_torchscript: bool = False):
         self.source = Path(source)
         self.cam = None
-        if is_exported_model(self.source):
+        if is_exported_model(self.source) or self.source.is_file():
+            if read_contract(self.source)["format"] == "torchscript" and not trust_torchscript:
+                raise ContractError(f"{self.source}: loading TorchScript runs code stored in the file, and a server "
+                                    "should not run code it was handed; serve the ONNX export, or pass "
+                                    "--trust-torchscript if you made this file yourself")
             self.predictor = load_exported(self.source)
             c = self.predictor.contract
             self.card = {"source": str(self.source), "backend": c["format"], "backbone": c["backbone"],
@@ -81,12 +87,42 @@ def _png_uri(a: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def create_app(source: str | Path, max_bytes: int = 10 * 2**20) -> FastAPI:
-    """The FastAPI application for a run folder or an exported model file."""
-    model = _Model(source)
+class _Busy(Exception):
+    """Every worker is busy and the queue is full."""
+
+
+class _Pool:
+    """Decoding and inference off the event loop: ``workers`` threads and at most ``queue`` requests
+    waiting or running; one more gets 503 at once instead of piling up (and holding its upload)."""
+
+    def __init__(self, workers: int, queue: int):
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transferlab-serve")
+        self.slots = threading.BoundedSemaphore(queue)
+
+    async def run(self, fn, *args):
+        if not self.slots.acquire(blocking=False):
+            raise _Busy
+        try:
+            return await asyncio.wrap_future(self.executor.submit(fn, *args))
+        finally:
+            self.slots.release()
+
+
+def create_app(source: str | Path, max_bytes: int = 10 * 2**20, workers: int = 2, queue: int = 16,
+               allowed_hosts: list[str] | None = None, trust_torchscript: bool = False) -> FastAPI:
+    """The FastAPI application for a run folder or an exported model file.
+
+    ``workers`` threads decode and score uploads, with at most ``queue`` requests admitted at once
+    (more get 503). ``allowed_hosts``: accepted Host headers (DNS-rebinding guard; None: any).
+    ``trust_torchscript``: serve a TorchScript export (loading one runs code from the file)."""
+    model = _Model(source, trust_torchscript)
+    pool = _Pool(workers, queue)
     app = FastAPI(title="transferlab", version=__version__,
                   description=f"Checks images with {model.card.get('backbone')} ({model.card['backend']}).")
     app.state.model = model
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -102,11 +138,11 @@ def create_app(source: str | Path, max_bytes: int = 10 * 2**20) -> FastAPI:
         return _PAGE.replace("__CARD__", json.dumps(model.card)).replace("__MAX_MB__", f"{max_bytes / 2**20:g}")
 
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:  # on the event loop, never behind the workers
         return {"status": "ok", "backend": model.card["backend"], "classes": model.predictor.classes}
 
     @app.get("/model")
-    def card() -> dict:
+    async def card() -> dict:
         return model.card
 
     @app.post("/predict")
@@ -114,23 +150,45 @@ def create_app(source: str | Path, max_bytes: int = 10 * 2**20) -> FastAPI:
                       explain: bool = Query(False, description="add a Grad-CAM heatmap (run folders only)")) -> dict:
         if len(files) > MAX_FILES:
             raise HTTPException(413, f"{len(files)} files in one request; at most {MAX_FILES}")
-        images = []
+        uploads = []
         for f in files:
             name = f.filename or "upload"
             data = await f.read(max_bytes + 1)
             if len(data) > max_bytes:
                 raise HTTPException(413, f"{name}: larger than the {max_bytes / 2**20:g} MB limit")
-            try:
-                images.append((name, decode_bytes(data, name, ALLOWED_FORMATS)))
-            except ImageReadError as e:
-                code = 415 if "not an image" in e.reason or "not accepted" in e.reason else 400
-                raise HTTPException(code, f"{name}: {e.reason}; send a JPEG, PNG, WebP, BMP, GIF or TIFF image")
-        return await run_in_threadpool(_answer, model, images, explain)  # keep the event loop free
+            uploads.append((name, data))
+        try:
+            return await pool.run(_answer, model, uploads, explain)
+        except _Busy:
+            raise HTTPException(503, "busy: every worker is taken and the queue is full; try again shortly",
+                                headers={"Retry-After": "1"}) from None
+        except _UploadError as e:
+            raise HTTPException(e.status, e.detail) from None
 
     return app
 
 
-def _answer(model: _Model, images: list[tuple[str, Image.Image]], explain: bool) -> dict:
+class _UploadError(Exception):
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def _decode(model: _Model, name: str, data: bytes) -> Image.Image:
+    """One upload -> an RGB image already shrunk as the model's pipeline shrinks it (so a request
+    never holds more than one full-size decoded image at a time)."""
+    try:
+        im = decode_bytes(data, name, ALLOWED_FORMATS)
+    except ImageTooLarge as e:
+        raise _UploadError(413, f"{name}: {e.reason}") from None
+    except ImageReadError as e:
+        code = 415 if "not an image" in e.reason or "not accepted" in e.reason else 400
+        raise _UploadError(code, f"{name}: {e.reason}; send a JPEG, PNG, WebP, BMP, GIF or TIFF image") from None
+    return shrink(im, model.predictor.preprocess.get("decode_size"))
+
+
+def _answer(model: _Model, uploads: list[tuple[str, bytes]], explain: bool) -> dict:
+    images = [(name, _decode(model, name, data)) for name, data in uploads]
     preds = model.predictor.predict([im for _, im in images])
     d = model.predictor.decision()
     pos = d["positive_class"]
@@ -141,11 +199,18 @@ def _answer(model: _Model, images: list[tuple[str, Image.Image]], explain: bool)
     return {"results": results, "decision": d}
 
 
-def run_server(source: str | Path, host: str = "127.0.0.1", port: int = 8000, max_bytes: int = 10 * 2**20) -> None:
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def run_server(source: str | Path, host: str = "127.0.0.1", port: int = 8000, max_bytes: int = 10 * 2**20,
+               workers: int = 2, queue: int = 16, trust_torchscript: bool = False) -> None:
     import uvicorn
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOOPBACK:
         print(f"warning: serving on {host}: anyone who can reach this machine can use the model", flush=True)
-    uvicorn.run(create_app(source, max_bytes), host=host, port=port)
+    # on loopback, only requests addressed to loopback names: a web page elsewhere cannot rebind a
+    # DNS name to 127.0.0.1 and read the answers
+    hosts = ["127.0.0.1", "localhost", "[::1]", "::1"] if host in LOOPBACK else None
+    uvicorn.run(create_app(source, max_bytes, workers, queue, hosts, trust_torchscript), host=host, port=port)
 
 
 _PAGE = """<!DOCTYPE html>

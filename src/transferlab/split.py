@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import SPLITS, DataError, DataIndex, Sample, load_index, write_manifest
+from .files import write_text
 
 __all__ = ["SplitSpec", "make_split", "split_folder", "read_groups", "duplicate_files"]
 
@@ -150,5 +151,5 @@ def split_folder(src: str | Path, out: str | Path, spec: SplitSpec,
             "groups_file": str(groups_file) if groups_file else None,
             "groups": len(groups or []), "counts": result.counts(),
             "skipped": [{"path": p, "reason": r} for p, r in index.skipped], "warnings": warnings}
-    (out / "split.json").write_text(json.dumps(info, indent=2))
+    write_text((out / "split.json"), json.dumps(info, indent=2))
     return result, warnings

@@ -132,8 +132,8 @@ class GridCrops:
     def __init__(self, size: int, views: int):
         self.size, self.views = size, views
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = _PadTo(self.size)(x)
+    def __call__(self, x) -> torch.Tensor:
+        x = _PadTo(self.size)(x)  # PIL images become uint8 tensors here
         h, w = x.shape[-2:]
         s = self.size
         return torch.stack([x[..., t:t + s, le:le + s] for t, le in crop_grid(h, w, s, self.views)])
@@ -145,7 +145,9 @@ class _EachCrop:
     def __init__(self, crop: v2.Compose, views: int):
         self.crop, self.views = crop, views
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            x = v2.functional.pil_to_tensor(x)
         return torch.stack([self.crop(x) for _ in range(self.views)])
 
 

@@ -1,0 +1,117 @@
+"""Detection recipes side by side: last vs stage features; 224 vs 448 vs native crops; one backbone
+vs an ensemble; a fitted linear head vs fine-tuning; on every real/fake set in ../shared/data/faces
+and on hymenoptera.
+
+    .venv/bin/python benchmarks/bench_detect.py [--data ciplab,tpdne,dfdc,hymenoptera]
+        [--configs NAME,...] [--perturb jpeg:75] [--reeval]
+
+Each (data set, configuration) is one `transferlab train` on a fixed seeded split, then
+`transferlab evaluate RUN --perturb jpeg:75` on its test split. Finished runs in
+benchmarks/results/detect/ are reused, so an interrupted table resumes. Prints one markdown table per
+data set and writes benchmarks/results/detect.json.
+
+Splits: ciplab 500 + 500 train, 60 + 60 validation, the rest test, same_source_pairs.csv kept on
+one side (as bench_faces.py); tpdne and dfdc 70/15/15 per class (dfdc grouped by its pairs file);
+hymenoptera its own train/val folders (val is the test column there).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import RESULTS, save  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+DATA = {
+    "ciplab": (SHARED / "faces" / "ciplab_real_and_fake_face", ["--train-per-class", "500", "--val-per-class", "60"]),
+    "tpdne": (SHARED / "faces" / "tpdne_unsplash_hard", []),
+    "dfdc": (SHARED / "faces" / "dfdc_faces_paired", []),
+    "hymenoptera": (SHARED / "hymenoptera_data", None),  # None: keep the data's own split
+}
+# name -> train flags; "default" is `transferlab train DATA --out RUN` with no other flag
+CONFIGS = {
+    "classic: last stage 224, SGD head (the old features default)": ["--recipe", "classic"],
+    "classic: finetune 224 (the old finetune default)": ["--recipe", "classic", "--mode", "finetune"],
+    "last stage 448, logistic head": ["--recipe", "detect", "--features", "last", "--head", "logistic"],
+    "stages 224, logistic head": ["--recipe", "detect", "--image-size", "224"],
+    "default (real/fake: stages 448, logistic head)": [],
+    "stages, 4 native crops of 224, logistic head": ["--recipe", "detect", "--crop", "native", "--crop-views", "4",
+                                                     "--image-size", "224"],
+    "ensemble lite0+lite2 stages 448, logistic head": ["--recipe", "detect", "--model",
+                                                       "efficientnet_lite0+efficientnet_lite2", "--image-size", "448"],
+    "lpft: stages 224, logistic probe, then 4 epochs fine-tuning": ["--recipe", "detect", "--mode", "lpft",
+                                                                   "--epochs", "4"],
+}
+
+
+def sh(*args: str) -> None:
+    print("$ transferlab " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "transferlab", *args], check=True)
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.split(":")[0].split("(")[0].strip().lower())[:40].strip("_")
+
+
+def split_for(work: Path, name: str) -> Path:
+    src, flags = DATA[name]
+    if flags is None:
+        return src
+    out = work / name / "split"
+    if not (out / "split.csv").exists():
+        groups = src / "same_source_pairs.csv"
+        sh("split", str(src), "--out", str(out), "--seed", "0", *flags,
+           *(["--groups", str(groups)] if groups.exists() else []))
+    return out / "split.csv"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=",".join(DATA))
+    ap.add_argument("--configs", default="", help="comma-separated prefixes of configuration names (default all)")
+    ap.add_argument("--perturb", default="jpeg:75")
+    ap.add_argument("--reeval", action="store_true")
+    a = ap.parse_args()
+    work = RESULTS / "detect"
+    wanted = [c.strip() for c in a.configs.split(",") if c.strip()]
+    configs = {k: v for k, v in CONFIGS.items() if not wanted or any(k.startswith(w) for w in wanted)}
+    rows = []
+    for ds in a.data.split(","):
+        data = split_for(work, ds)
+        for cname, flags in configs.items():
+            run = work / ds / slug(cname)
+            if not (run / "summary.json").exists():
+                sh("train", str(data), "--out", str(run), "--no-progress", *flags)
+            if a.reeval or not (run / "eval.json").exists():
+                sh("evaluate", str(run), "--perturb", a.perturb, "--explain", "0")
+            s = json.loads((run / "summary.json").read_text())
+            ev = json.loads((run / "eval.json").read_text())
+            rob = {r["name"]: r for r in ev["robustness"]}
+            p = a.perturb.split(",")[0]
+            rows.append({"data": ds, "config": cname, "run": str(run), "flags": flags, "features": s.get("features"),
+                         "head": s.get("head"), "image_size": s["preprocess"]["input_size"],
+                         "train_seconds": s["wall_seconds"], "val_acc": s["best_val_acc"], "split": ev["split"],
+                         "n": ev["n"], "test_acc": ev["accuracy"], "roc_auc": ev["binary"]["roc_auc"],
+                         "ap": ev["binary"]["average_precision"], "acc_thr": ev["binary"].get("accuracy_at_threshold"),
+                         "perturb": p, "perturb_acc": rob[p]["accuracy"], "perturb_drop": rob[p]["accuracy_drop"],
+                         "perturb_auc": rob[p]["roc_auc"], "perturb_changed": rob[p].get("changed")})
+    for ds in a.data.split(","):
+        print(f"\n### {ds}\n")
+        print(f"| configuration | train s | test acc | ROC-AUC | AP | acc at threshold | {a.perturb} acc | drop | "
+              f"{a.perturb} AUC |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            if r["data"] == ds:
+                print(f"| {r['config']} | {r['train_seconds']:.0f} | {r['test_acc']:.3f} | {r['roc_auc']:.3f} | "
+                      f"{r['ap']:.3f} | {r['acc_thr']:.3f} | {r['perturb_acc']:.3f} | {r['perturb_drop']:+.3f} | "
+                      f"{r['perturb_auc']:.3f} |")
+    save("detect", {"perturb": a.perturb, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The logistic head: deterministic, cross-validated strength, folds that keep an image's views together."""
+import numpy as np
+import pytest
+import torch
+
+from transferlab.backbones import create_model
+from transferlab.logistic import C_GRID, _folds, fit_logistic
+
+
+def _data(n=60, v=3, d=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    feats = torch.randn(n, v, d, generator=g) * 3 + 10
+    feats[..., 0] += labels.view(-1, 1) * 15  # one informative feature on a large offset and scale
+    return feats, labels
+
+
+def _model(d=20, classes=2):
+    model = create_model("scratch_cnn", classes, pretrained=False)
+    model.feature_norm = type(model.feature_norm)(d)
+    model.head = torch.nn.Linear(d, classes)
+    return model
+
+
+def test_fit_is_deterministic_and_separates_the_classes():
+    feats, labels = _data()
+    m1, m2 = _model(), _model()
+    torch.manual_seed(1)  # a different torch seed must not matter
+    f1 = fit_logistic(m1, feats, labels, seed=0)
+    f2 = fit_logistic(m2, feats, labels, seed=0)
+    assert f1.C == f2.C and f1.C in C_GRID and f1.folds == 5 and len(f1.cv_log_loss) == len(C_GRID)
+    assert torch.equal(m1.head.weight, m2.head.weight) and torch.equal(m1.head.bias, m2.head.bias)
+    assert torch.equal(m1.feature_norm.mean, m2.feature_norm.mean)
+    logits = m1.forward_head(feats[:, 0])
+    assert (logits.argmax(1) == labels).float().mean() > 0.95
+    assert f1.train_accuracy > 0.95
+
+
+def test_two_class_logits_reproduce_sklearn_probabilities():
+    from sklearn.linear_model import LogisticRegression
+    feats, labels = _data(v=1)
+    model = _model()
+    found = fit_logistic(model, feats, labels, seed=0)
+    z = model.feature_norm(feats[:, 0]).double().numpy()
+    ref = LogisticRegression(C=found.C, max_iter=2000).fit(z, labels.numpy()).predict_proba(z)
+    ours = model.forward_head(feats[:, 0]).softmax(1).detach().numpy()
+    assert np.abs(ours - ref).max() < 5e-3  # solver tolerance; a wrong mapping is off by ~1
+
+
+def test_three_classes():
+    feats = torch.randn(90, 2, 20, generator=torch.Generator().manual_seed(0)) * 3 + 10
+    labels = torch.arange(90) % 3
+    feats[..., 1] += (labels == 2).float().view(-1, 1) * 15
+    feats[..., 0] += (labels == 1).float().view(-1, 1) * 15
+    model = _model(classes=3)
+    fit_logistic(model, feats, labels)
+    assert (model.forward_head(feats[:, 0]).argmax(1) == labels).float().mean() > 0.9
+
+
+def test_folds_keep_the_views_of_one_image_together():
+    labels = np.repeat(np.arange(40) % 2, 3)
+    groups = np.repeat(np.arange(40), 3)
+    folds, k = _folds(labels, groups, seed=0)
+    assert k == 5
+    for train, val in folds:
+        assert not set(groups[train]) & set(groups[val])
+    tiny, k = _folds(np.array([0, 1, 1]), np.array([0, 1, 2]), 0)  # one image of class 0: no CV
+    assert tiny is None and k == 0
+
+
+def test_a_missing_class_is_refused():
+    feats, _ = _data()
+    with pytest.raises(ValueError, match="class index"):
+        fit_logistic(_model(), feats, torch.zeros(60, dtype=torch.long))

@@ -1,0 +1,81 @@
+"""Stage features: every registered backbone pools every stage; standardisation; ensembles."""
+import pytest
+import torch
+
+from transferlab.backbones import create_model, get_spec, names
+from transferlab.stages import StageFeatures, Standardize, pool_stats
+
+
+def _input(name: str, batch: int = 2) -> torch.Tensor:
+    size = max(get_spec(name).min_size, 64)
+    return torch.randn(batch, 3, size, size)
+
+
+@pytest.mark.parametrize("name", names())
+def test_stage_features_for_every_backbone(name):
+    torch.manual_seed(0)
+    model = create_model(name, 3, pretrained=False, features="stages").eval()
+    assert isinstance(model.body, StageFeatures)
+    x = _input(name)
+    with torch.no_grad():
+        maps = model.body.maps(x)
+        feats = model.forward_features(x)
+    assert len(maps) >= 3  # shallow, middle and deep stages, not only the last
+    assert [m.shape[0] for m in maps] == [2] * len(maps)
+    assert model.feature_dim == 2 * sum(m.shape[1] for m in maps) == feats.shape[1]
+    assert torch.isfinite(feats).all()
+    # the first maps are shallower (larger) than the final one: early traces are kept
+    assert maps[0].shape[-1] > maps[-1].shape[-1]
+    logits, cam = model.forward_with_cam(x)
+    assert logits.shape == (2, 3) and cam.shape == maps[-1].shape
+
+
+def test_pool_stats_is_mean_and_std_per_channel():
+    a = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    b = torch.randn(2, 7, 1, 1)  # a 1x1 map: std 0, not NaN
+    out = pool_stats([a, b])
+    assert out.shape == (2, 2 * 3 + 2 * 7)
+    assert torch.allclose(out[:, :3], a.mean((2, 3)))
+    assert torch.allclose(out[:, 3:6], a.std((2, 3), correction=0), atol=1e-4)
+    assert torch.allclose(out[:, 6:13], b.flatten(1)) and (out[:, 13:] < 1e-5).all()
+
+
+def test_standardize_fits_mean_and_scale_inside_the_model():
+    torch.manual_seed(0)
+    x = torch.randn(50, 4) * torch.tensor([1.0, 10.0, 0.1, 0.0]) + 5
+    norm = Standardize(4)
+    assert not norm.fitted and torch.equal(norm(x), x)  # identity until fitted
+    norm.fit(x)
+    z = norm(x)
+    assert norm.fitted
+    assert torch.allclose(z[:, :3].mean(0), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(z[:, :3].std(0, unbiased=False), torch.ones(3), atol=1e-4)
+    assert torch.allclose(z[:, 3], torch.zeros(50))  # a constant feature: centred, scale 1
+    model = create_model("scratch_cnn", 2, pretrained=False)
+    assert "feature_norm.mean" in model.state_dict() and "feature_norm.scale" in model.state_dict()
+
+
+def test_crop_views_average_features_before_the_head():
+    torch.manual_seed(0)
+    model = create_model("scratch_cnn", 2, pretrained=False, features="stages").eval()
+    x = torch.randn(3, 4, 3, 32, 32)  # 3 images, 4 crop views each
+    with torch.no_grad():
+        per_view = model.body(x.flatten(0, 1)).view(3, 4, -1)
+        expected = model.forward_head(per_view.mean(1))
+        assert torch.allclose(model(x), expected, atol=1e-5)
+        assert not torch.allclose(model(x), model(x[:, 0]))  # every view counts
+
+
+def test_ensemble_concatenates_member_features():
+    model = create_model("efficientnet_lite0+efficientnet_lite1", 2, pretrained=False, features="stages").eval()
+    a = create_model("efficientnet_lite0", 2, pretrained=False, features="stages")
+    b = create_model("efficientnet_lite1", 2, pretrained=False, features="stages")
+    assert model.feature_dim == a.feature_dim + b.feature_dim
+    spec = get_spec("efficientnet_lite0+efficientnet_lite1")
+    assert spec.input_size == 240 and spec.mean == (0.5, 0.5, 0.5)
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 64)).shape == (2, 2)
+    with pytest.raises(KeyError, match="normalise"):
+        get_spec("efficientnet_lite0+resnet18")
+    with pytest.raises(KeyError, match="two or more different"):
+        get_spec("efficientnet_lite0+efficientnet_lite0")
