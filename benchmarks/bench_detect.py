@@ -33,29 +33,27 @@ DATA = {
     "dfdc": (SHARED / "faces" / "dfdc_faces_paired", []),
     "hymenoptera": (SHARED / "hymenoptera_data", None),  # None: keep the data's own split
 }
-# name -> train flags; "default" is `transferlab train DATA --out RUN` with no other flag
+# folder name -> (what it is, train flags); "default" is `transferlab train DATA --out RUN` with no other flag
 CONFIGS = {
-    "classic: last stage 224, SGD head (the old features default)": ["--recipe", "classic"],
-    "classic: finetune 224 (the old finetune default)": ["--recipe", "classic", "--mode", "finetune"],
-    "last stage 448, logistic head": ["--recipe", "detect", "--features", "last", "--head", "logistic"],
-    "stages 224, logistic head": ["--recipe", "detect", "--image-size", "224"],
-    "default (real/fake: stages 448, logistic head)": [],
-    "stages, 4 native crops of 224, logistic head": ["--recipe", "detect", "--crop", "native", "--crop-views", "4",
-                                                     "--image-size", "224"],
-    "ensemble lite0+lite2 stages 448, logistic head": ["--recipe", "detect", "--model",
-                                                       "efficientnet_lite0+efficientnet_lite2", "--image-size", "448"],
-    "lpft: stages 224, logistic probe, then 4 epochs fine-tuning": ["--recipe", "detect", "--mode", "lpft",
-                                                                   "--epochs", "4"],
+    "classic": ("classic: last stage 224, SGD head (the old features default)", ["--recipe", "classic"]),
+    "classic_finetune": ("classic: finetune 224 (the old finetune default)",
+                         ["--recipe", "classic", "--mode", "finetune"]),
+    "last_stage_448__logistic_head": ("last stage 448, logistic head",
+                                      ["--recipe", "detect", "--features", "last", "--head", "logistic"]),
+    "stages_224__logistic_head": ("stages 224, logistic head", ["--recipe", "detect", "--image-size", "224"]),
+    "default": ("default (real/fake: stages 448, logistic head)", []),
+    "native_crops": ("stages, 4 native crops of 224, logistic head",
+                     ["--recipe", "detect", "--crop", "native", "--crop-views", "4", "--image-size", "224"]),
+    "ensemble": ("ensemble lite0+lite2 stages 448, logistic head",
+                 ["--recipe", "detect", "--model", "efficientnet_lite0+efficientnet_lite2", "--image-size", "448"]),
+    "lpft": ("lpft: stages 224, logistic probe, then 4 epochs fine-tuning",
+             ["--recipe", "detect", "--mode", "lpft", "--epochs", "4"]),
 }
 
 
 def sh(*args: str) -> None:
     print("$ transferlab " + " ".join(args), flush=True)
     subprocess.run([sys.executable, "-m", "transferlab", *args], check=True)
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name.split(":")[0].split("(")[0].strip().lower())[:40].strip("_")
 
 
 def split_for(work: Path, name: str) -> Path:
@@ -73,18 +71,18 @@ def split_for(work: Path, name: str) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=",".join(DATA))
-    ap.add_argument("--configs", default="", help="comma-separated prefixes of configuration names (default all)")
+    ap.add_argument("--configs", default="", help="comma-separated configuration keys (default all): " + ", ".join(CONFIGS))
     ap.add_argument("--perturb", default="jpeg:75")
     ap.add_argument("--reeval", action="store_true")
     a = ap.parse_args()
     work = RESULTS / "detect"
     wanted = [c.strip() for c in a.configs.split(",") if c.strip()]
-    configs = {k: v for k, v in CONFIGS.items() if not wanted or any(k.startswith(w) for w in wanted)}
+    configs = {k: v for k, v in CONFIGS.items() if not wanted or k in wanted}
     rows = []
     for ds in a.data.split(","):
         data = split_for(work, ds)
-        for cname, flags in configs.items():
-            run = work / ds / slug(cname)
+        for key, (cname, flags) in configs.items():
+            run = work / ds / key
             if not (run / "summary.json").exists():
                 sh("train", str(data), "--out", str(run), "--no-progress", *flags)
             if a.reeval or not (run / "eval.json").exists():

@@ -111,3 +111,126 @@ def test_upload_in_a_real_browser_shows_the_verdict(server, browser, tmp_path):
         "const h = document.getElementById('heatmap'); return h.complete && h.naturalWidth > 0;"))
     assert browser.find_element("id", "error").text == ""
     browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+# -- reliability: limits, queue, concurrency ---------------------------------------------------------
+
+def _bomb(w: int = 11000, h: int = 11000) -> bytes:
+    from test_badinputs import png_bomb
+    return png_bomb(w, h)
+
+
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_pixel_bombs_are_refused_from_the_header_with_413(tiny_run):
+    c = TestClient(create_app(tiny_run, max_bytes=200_000))
+    before = _rss_mb()
+    r = c.post("/predict", files=[("files", (f"bomb{i}.png", _bomb(), "image/png")) for i in range(4)])
+    assert r.status_code == 413 and "bomb0.png" in r.json()["detail"] and "Mpx" in r.json()["detail"]
+    assert _rss_mb() - before < 150  # 121 Mpx decoded would take ~350 MB each
+
+
+def test_host_header_is_checked_and_torchscript_needs_trust(tiny_run, tmp_path):
+    c = TestClient(create_app(tiny_run, allowed_hosts=["127.0.0.1", "localhost"]), base_url="http://localhost")
+    assert c.get("/health").status_code == 200
+    assert c.get("/health", headers={"host": "attacker.example"}).status_code == 400
+    from transferlab.export import export_run
+    from transferlab.exported import ContractError
+    export_run(tiny_run, "torchscript", tmp_path / "ts")
+    with pytest.raises(ContractError, match="trust-torchscript"):
+        create_app(tmp_path / "ts" / "model.torchscript.pt")
+    ok = TestClient(create_app(tmp_path / "ts" / "model.torchscript.pt", trust_torchscript=True))
+    assert ok.post("/predict", files=[("files", ("a.jpg", _jpeg(0), "image/jpeg"))]).status_code == 200
+
+
+def test_a_full_queue_answers_503_and_health_stays_responsive(tiny_run, monkeypatch):
+    import concurrent.futures
+    app = create_app(tiny_run, workers=1, queue=1)
+    gate = threading.Event()
+    real = app.state.model.predictor.predict
+
+    def slow(images):
+        gate.wait(30)
+        return real(images)
+    monkeypatch.setattr(app.state.model.predictor, "predict", slow)
+    with _serving(app) as url:
+        import httpx
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(httpx.post, url + "/predict", files=[("files", ("a.jpg", _jpeg(0), "image/jpeg"))],
+                                timeout=60)
+            time.sleep(1.0)  # the first request now holds the only slot
+            t0 = time.perf_counter()
+            assert httpx.get(url + "/health", timeout=10).status_code == 200
+            health_s = time.perf_counter() - t0
+            second = httpx.post(url + "/predict", files=[("files", ("b.jpg", _jpeg(1), "image/jpeg"))], timeout=60)
+            gate.set()
+            assert first.result().status_code == 200
+    assert second.status_code == 503 and "busy" in second.json()["detail"] and second.headers["retry-after"] == "1"
+    assert health_s < 5  # answered while a prediction was in progress, not after it
+
+
+class _serving:
+    """uvicorn in a background thread on a free loopback port."""
+
+    def __init__(self, app):
+        import uvicorn
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.srv.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        for _ in range(200):
+            if self.srv.started:
+                break
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.srv.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tmp_path_factory):
+    """A features-mode run (frozen body: Grad-CAM must turn autograd on without touching the model)."""
+    from conftest import make_folder
+    from transferlab.config import load_config
+    from transferlab.training import train
+    tmp = tmp_path_factory.mktemp("frozen_run")
+    data = make_folder(tmp / "data", n=8)
+    train(load_config(None, {"data": str(data), "out": str(tmp / "run"), "mode": "features", "recipe": "classic",
+                             "image_size": 32, "epochs": 1, "progress": False, "num_workers": 0}))
+    return tmp / "run"
+
+
+@pytest.mark.parametrize("run", ["tiny_run", "frozen_run"])
+def test_parallel_explain_requests_each_get_their_own_answer(run, request):
+    import concurrent.futures
+
+    import httpx
+    app = create_app(request.getfixturevalue(run), workers=4, queue=64)
+    images = [_jpeg(10 + i, 48) for i in range(16)]
+
+    def ask(i: int) -> dict:
+        r = httpx.post(url + "/predict?explain=true", files=[("files", (f"{i}.jpg", images[i], "image/jpeg"))],
+                       timeout=120)
+        assert r.status_code == 200, r.text
+        return r.json()["results"][0]
+    with _serving(app) as url:
+        alone = [ask(i) for i in range(16)]
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            together = list(pool.map(ask, [i % 16 for i in range(96)]))
+    assert len({a["heatmap"] for a in alone}) > 1  # different images, different maps
+    for i, got in enumerate(together):
+        want = alone[i % 16]
+        assert got["filename"] == want["filename"] and got["label"] == want["label"]
+        assert got["probs"] == pytest.approx(want["probs"], abs=1e-6)
+        assert got["heatmap"] == want["heatmap"], f"request {i}: another request's heatmap"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import csv
 import dataclasses
 import io
@@ -332,6 +333,13 @@ def _user_errors() -> tuple[type, ...]:
     return (*found, UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
+def _show_bytes(e: UnicodeError):
+    """Codec error handler: a file-name byte that is not UTF-8 (a surrogate escape) prints as ``\\xNN``."""
+    bad = e.object[e.start:e.end]
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}"
+                   for c in bad), e.end
+
+
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
 
@@ -339,9 +347,10 @@ def _one_line(e: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status: 0 done, 2 the input or setting is at fault (one
     line on stderr names it and the fix), 1 an unexpected failure, 130 interrupted."""
+    codecs.register_error("transferlab-bytes", _show_bytes)
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print, escaped, not crash
         if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors="transferlab-bytes")
     args = build_parser().parse_args(argv)
     handler = {"split": _cmd_split, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
                "models": _cmd_models, "demo": _cmd_demo, "compare": _cmd_compare, "show": _cmd_show,

@@ -16,7 +16,7 @@ from typing import Sequence
 import yaml
 
 from .config import DEFAULT_MODEL, MODES, ConfigError, load_config
-from .data import SPLITS, DataIndex, load_index, read_manifest, write_manifest
+from .data import printable, SPLITS, DataIndex, load_index, read_manifest, write_manifest
 from .evaluation import evaluate_run
 from .plots import plot_compare_curves, plot_confusions
 from .report import data_table, figure, machine_table, page, table
@@ -80,7 +80,7 @@ class RunRow:
 
 
 def _log(msg: str) -> None:
-    print(msg, flush=True)
+    print(printable(msg), flush=True)
 
 
 def prepare_split(data: str | Path, out: Path, spec: SplitSpec, groups: str | Path | None) -> DataIndex:

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from .compare import prepare_split
 from .config import ConfigError, load_config
-from .data import DataError
+from .data import printable, DataError
 from .evaluation import evaluate_run
 from .plots import plot_matrix
 from .report import figure, page, table
@@ -47,7 +47,7 @@ class CrossCell:
 
 
 def _log(msg: str) -> None:
-    print(msg, flush=True)
+    print(printable(msg), flush=True)
 
 
 def _names(data: Sequence[str | Path]) -> list[str]:

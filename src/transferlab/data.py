@@ -21,7 +21,12 @@ from .images import ImageReadError, check_image, is_image_name, load_rgb, load_u
 
 __all__ = ["SPLITS", "DataError", "Sample", "DataIndex", "load_index", "read_manifest",
            "write_manifest", "carve_validation", "ImageDataset", "collate_skipping", "make_loader",
-           "default_workers", "threaded_batches"]
+           "default_workers", "threaded_batches", "conflicting_copies", "printable"]
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print anywhere: file-name bytes that are not UTF-8 shown as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -209,6 +214,24 @@ def read_manifest(path: str | Path, verify: bool = True) -> DataIndex:
         if not any(s.label == i for s in index.all_samples()):
             raise DataError(f"manifest '{path}': class '{name}' has no readable images")
     return index
+
+
+def conflicting_copies(index: DataIndex) -> list[tuple[str, str, str, str]]:
+    """Byte-identical files filed under two different classes: ``(path_a, class_a, path_b, class_b)``.
+    Such a pair teaches the model nothing but noise, and usually means a mislabelled copy."""
+    import hashlib
+    seen: dict[str, tuple[str, int]] = {}
+    out = []
+    for s in index.all_samples():
+        try:
+            with open(s.path, "rb") as f:
+                h = hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+        except OSError:
+            continue
+        if h in seen and seen[h][1] != s.label:
+            out.append((seen[h][0], index.classes[seen[h][1]], s.path, index.classes[s.label]))
+        seen.setdefault(h, (s.path, s.label))
+    return out
 
 
 def write_manifest(index: DataIndex, path: str | Path, relative: bool = True) -> None:

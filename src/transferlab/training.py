@@ -24,7 +24,7 @@ from .cache import DecodedImageCache, FeatureCache, default_cache_dir
 from .calibration import calibrate
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, config_to_dict, load_config
-from .data import DataIndex, carve_validation, load_index, make_loader
+from .data import DataIndex, carve_validation, conflicting_copies, load_index, make_loader, printable
 from .engine import FitState, build_optimizer, build_scheduler, evaluate, fit, resolve_device, set_threads, val_metric
 from .featurize import FeatureSet, cache_key, extract_features, feature_loader
 from .metrics import classification_report, guess_positive
@@ -47,7 +47,7 @@ class RunResult:
 
 
 def _log(msg: str) -> None:
-    print(msg, flush=True)
+    print(printable(msg), flush=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -108,6 +108,11 @@ def prepare_data(cfg: TrainConfig) -> tuple[DataIndex, list[str]]:
         index.splits["train"], index.splits["val"] = train, val
         notes.append(f"no validation split in the data: carved {len(val)} images "
                      f"({cfg.val_fraction:.0%} per class, seed {cfg.seed}) from train")
+    clash = conflicting_copies(index)
+    if clash:
+        a, ca, b, cb = clash[0]
+        notes.append(f"warning: {len(clash)} file(s) have the same bytes under two classes, e.g. {a} ({ca}) == "
+                     f"{b} ({cb}); remove or relabel the copy")
     return index, notes
 
 
