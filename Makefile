@@ -18,8 +18,11 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(VENV)/bin/transferlab demo
 
-# pytest exits 5 when it collects nothing; that is not a failure of the suite.
+# Lint and format check first (ruff), then the suite. pytest exits 5 when it collects nothing;
+# that is not a failure of the suite.
 test: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 
 clean:

@@ -1,4 +1,5 @@
 """Where the benchmark scripts write their JSON results (ignored by git)."""
+
 from __future__ import annotations
 
 import json

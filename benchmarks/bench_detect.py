@@ -14,6 +14,7 @@ Splits: ciplab 500 + 500 train, 60 + 60 validation, the rest test, same_source_p
 one side (as bench_faces.py); tpdne and dfdc 70/15/15 per class (dfdc grouped by its pairs file);
 hymenoptera its own train/val folders (val is the test column there).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import RESULTS, save  # noqa: E402
+from _results import RESULTS, save
 
 SHARED = ROOT.parent / "shared" / "data"
 DATA = {
@@ -36,18 +37,28 @@ DATA = {
 # folder name -> (what it is, train flags); "default" is `transferlab train DATA --out RUN` with no other flag
 CONFIGS = {
     "classic": ("classic: last stage 224, SGD head (the old features default)", ["--recipe", "classic"]),
-    "classic_finetune": ("classic: finetune 224 (the old finetune default)",
-                         ["--recipe", "classic", "--mode", "finetune"]),
-    "last_stage_448__logistic_head": ("last stage 448, logistic head",
-                                      ["--recipe", "detect", "--features", "last", "--head", "logistic"]),
+    "classic_finetune": (
+        "classic: finetune 224 (the old finetune default)",
+        ["--recipe", "classic", "--mode", "finetune"],
+    ),
+    "last_stage_448__logistic_head": (
+        "last stage 448, logistic head",
+        ["--recipe", "detect", "--features", "last", "--head", "logistic"],
+    ),
     "stages_224__logistic_head": ("stages 224, logistic head", ["--recipe", "detect", "--image-size", "224"]),
     "default": ("default (real/fake: stages 448, logistic head)", []),
-    "native_crops": ("stages, 4 native crops of 224, logistic head",
-                     ["--recipe", "detect", "--crop", "native", "--crop-views", "4", "--image-size", "224"]),
-    "ensemble": ("ensemble lite0+lite2 stages 448, logistic head",
-                 ["--recipe", "detect", "--model", "efficientnet_lite0+efficientnet_lite2", "--image-size", "448"]),
-    "lpft": ("lpft: stages 224, logistic probe, then 4 epochs fine-tuning",
-             ["--recipe", "detect", "--mode", "lpft", "--epochs", "4"]),
+    "native_crops": (
+        "stages, 4 native crops of 224, logistic head",
+        ["--recipe", "detect", "--crop", "native", "--crop-views", "4", "--image-size", "224"],
+    ),
+    "ensemble": (
+        "ensemble lite0+lite2 stages 448, logistic head",
+        ["--recipe", "detect", "--model", "efficientnet_lite0+efficientnet_lite2", "--image-size", "448"],
+    ),
+    "lpft": (
+        "lpft: stages 224, logistic probe, then 4 epochs fine-tuning",
+        ["--recipe", "detect", "--mode", "lpft", "--epochs", "4"],
+    ),
 }
 
 
@@ -63,15 +74,25 @@ def split_for(work: Path, name: str) -> Path:
     out = work / name / "split"
     if not (out / "split.csv").exists():
         groups = src / "same_source_pairs.csv"
-        sh("split", str(src), "--out", str(out), "--seed", "0", *flags,
-           *(["--groups", str(groups)] if groups.exists() else []))
+        sh(
+            "split",
+            str(src),
+            "--out",
+            str(out),
+            "--seed",
+            "0",
+            *flags,
+            *(["--groups", str(groups)] if groups.exists() else []),
+        )
     return out / "split.csv"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=",".join(DATA))
-    ap.add_argument("--configs", default="", help="comma-separated configuration keys (default all): " + ", ".join(CONFIGS))
+    ap.add_argument(
+        "--configs", default="", help="comma-separated configuration keys (default all): " + ", ".join(CONFIGS)
+    )
     ap.add_argument("--perturb", default="jpeg:75")
     ap.add_argument("--reeval", action="store_true")
     a = ap.parse_args()
@@ -91,23 +112,44 @@ def main() -> None:
             ev = json.loads((run / "eval.json").read_text())
             rob = {r["name"]: r for r in ev["robustness"]}
             p = a.perturb.split(",")[0]
-            rows.append({"data": ds, "config": cname, "run": str(run), "flags": flags, "features": s.get("features"),
-                         "head": s.get("head"), "image_size": s["preprocess"]["input_size"],
-                         "train_seconds": s["wall_seconds"], "val_acc": s["best_val_acc"], "split": ev["split"],
-                         "n": ev["n"], "test_acc": ev["accuracy"], "roc_auc": ev["binary"]["roc_auc"],
-                         "ap": ev["binary"]["average_precision"], "acc_thr": ev["binary"].get("accuracy_at_threshold"),
-                         "perturb": p, "perturb_acc": rob[p]["accuracy"], "perturb_drop": rob[p]["accuracy_drop"],
-                         "perturb_auc": rob[p]["roc_auc"], "perturb_changed": rob[p].get("changed")})
+            rows.append(
+                {
+                    "data": ds,
+                    "config": cname,
+                    "run": str(run),
+                    "flags": flags,
+                    "features": s.get("features"),
+                    "head": s.get("head"),
+                    "image_size": s["preprocess"]["input_size"],
+                    "train_seconds": s["wall_seconds"],
+                    "val_acc": s["best_val_acc"],
+                    "split": ev["split"],
+                    "n": ev["n"],
+                    "test_acc": ev["accuracy"],
+                    "roc_auc": ev["binary"]["roc_auc"],
+                    "ap": ev["binary"]["average_precision"],
+                    "acc_thr": ev["binary"].get("accuracy_at_threshold"),
+                    "perturb": p,
+                    "perturb_acc": rob[p]["accuracy"],
+                    "perturb_drop": rob[p]["accuracy_drop"],
+                    "perturb_auc": rob[p]["roc_auc"],
+                    "perturb_changed": rob[p].get("changed"),
+                }
+            )
     for ds in a.data.split(","):
         print(f"\n### {ds}\n")
-        print(f"| configuration | train s | test acc | ROC-AUC | AP | acc at threshold | {a.perturb} acc | drop | "
-              f"{a.perturb} AUC |")
+        print(
+            f"| configuration | train s | test acc | ROC-AUC | AP | acc at threshold | {a.perturb} acc | drop | "
+            f"{a.perturb} AUC |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             if r["data"] == ds:
-                print(f"| {r['config']} | {r['train_seconds']:.0f} | {r['test_acc']:.3f} | {r['roc_auc']:.3f} | "
-                      f"{r['ap']:.3f} | {r['acc_thr']:.3f} | {r['perturb_acc']:.3f} | {r['perturb_drop']:+.3f} | "
-                      f"{r['perturb_auc']:.3f} |")
+                print(
+                    f"| {r['config']} | {r['train_seconds']:.0f} | {r['test_acc']:.3f} | {r['roc_auc']:.3f} | "
+                    f"{r['ap']:.3f} | {r['acc_thr']:.3f} | {r['perturb_acc']:.3f} | {r['perturb_drop']:+.3f} | "
+                    f"{r['perturb_auc']:.3f} |"
+                )
     save("detect", {"perturb": a.perturb, "rows": rows})
 
 

@@ -6,6 +6,7 @@ size / speed, and `predict` throughput of the ONNX backend vs PyTorch on the sam
 The run defaults to the face benchmark's finetune + robust run (efficientnet_lite0; make it with
 benchmarks/bench_faces.py). Prints figures and ratios; writes benchmarks/results/export.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,13 +16,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import RESULTS, save  # noqa: E402
+from _results import RESULTS, save
+
 sys.path.insert(0, str(ROOT / "src"))
 
-from transferlab.data import read_manifest  # noqa: E402
-from transferlab.export import export_run  # noqa: E402
-from transferlab.exported import OnnxPredictor, TorchScriptPredictor  # noqa: E402
-from transferlab.inference import Predictor  # noqa: E402
+from transferlab.data.index import read_manifest
+from transferlab.deploy.export import export_run
+from transferlab.predict.predictor import Predictor
+from transferlab.predict.runtimes import OnnxPredictor, TorchScriptPredictor
 
 
 def rate(predictor, paths: list[str], rounds: int = 2) -> float:
@@ -47,22 +49,29 @@ def main() -> None:
         r = export_run(a.run, fmt, out, int8=fmt == "onnx", images=None)
         res[fmt] = r
         p, f = r["parity"], r["parity_from_files"]
-        print(f"{fmt:<11} {r['size_mb']:.1f} MB, exported in {r['export_seconds']:.1f}s; on {p['n']} validation "
-              f"images: max |dp| {p['max_abs_diff']:.2e} (from files {f['max_abs_diff']:.2e}), identical "
-              f"predictions {p['identical_predictions']:.1%} (from files {f['identical_predictions']:.1%})")
+        print(
+            f"{fmt:<11} {r['size_mb']:.1f} MB, exported in {r['export_seconds']:.1f}s; on {p['n']} validation "
+            f"images: max |dp| {p['max_abs_diff']:.2e} (from files {f['max_abs_diff']:.2e}), identical "
+            f"predictions {p['identical_predictions']:.1%} (from files {f['identical_predictions']:.1%})"
+        )
     q = res["onnx"]["int8"]
-    print(f"int8 ONNX   {q['size_mb']:.1f} MB ({q['size_ratio']:.2f}x); validation accuracy {q['float']['accuracy']:.4f} "
-          f"-> {q['int8']['accuracy']:.4f}, at threshold {q['float']['accuracy_at_threshold']:.4f} -> "
-          f"{q['int8']['accuracy_at_threshold']:.4f}; identical predictions {q['parity_vs_float']['identical_predictions']:.1%}, "
-          f"max |dp| {q['parity_vs_float']['max_abs_diff']:.3f}; {q['float_images_per_s']:.0f} -> "
-          f"{q['int8_images_per_s']:.0f} images/s model-only ({q['int8_images_per_s'] / q['float_images_per_s']:.2f}x)")
+    print(
+        f"int8 ONNX   {q['size_mb']:.1f} MB ({q['size_ratio']:.2f}x); validation accuracy {q['float']['accuracy']:.4f} "
+        f"-> {q['int8']['accuracy']:.4f}, at threshold {q['float']['accuracy_at_threshold']:.4f} -> "
+        f"{q['int8']['accuracy_at_threshold']:.4f}; identical predictions "
+        f"{q['parity_vs_float']['identical_predictions']:.1%}, "
+        f"max |dp| {q['parity_vs_float']['max_abs_diff']:.3f}; {q['float_images_per_s']:.0f} -> "
+        f"{q['int8_images_per_s']:.0f} images/s model-only ({q['int8_images_per_s'] / q['float_images_per_s']:.2f}x)"
+    )
 
     index = read_manifest(Path(a.run) / "split.csv", verify=False)
     paths = [s.path for s in index.splits.get("test") or index.splits["val"]]
-    backends = {"pytorch (transferlab predict RUN)": Predictor.from_run(a.run),
-                "onnxruntime (predict model.onnx)": OnnxPredictor(out / "model.onnx"),
-                "onnxruntime int8": OnnxPredictor(out / "model.int8.onnx"),
-                "torchscript": TorchScriptPredictor(out / "model.torchscript.pt")}
+    backends = {
+        "pytorch (transferlab predict RUN)": Predictor.from_run(a.run),
+        "onnxruntime (predict model.onnx)": OnnxPredictor(out / "model.onnx"),
+        "onnxruntime int8": OnnxPredictor(out / "model.int8.onnx"),
+        "torchscript": TorchScriptPredictor(out / "model.torchscript.pt"),
+    }
     rates = {name: rate(b, paths) for name, b in backends.items()}
     base = rates["pytorch (transferlab predict RUN)"]
     print(f"\npredict over {len(paths)} images (decode + preprocess + model), side by side:")

@@ -8,6 +8,7 @@ Grouped, seeded split (500 + 500 train, 60 + 60 validation, the rest test; the i
 same_source_pairs.csv stay on one side). Finished runs in benchmarks/results/faces/ are reused,
 so an interrupted grid resumes. Prints a markdown table and writes benchmarks/results/faces.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import RESULTS, save  # noqa: E402
+from _results import RESULTS, save
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "faces" / "ciplab_real_and_fake_face"
 
@@ -42,29 +43,75 @@ def main() -> None:
     work = RESULTS / "faces"
     split = work / "split"
     if not (split / "split.csv").exists():
-        sh("split", a.data, "--out", str(split), "--train-per-class", "500", "--val-per-class", "60",
-           "--seed", "0", "--groups", str(Path(a.data) / "same_source_pairs.csv"))
+        sh(
+            "split",
+            a.data,
+            "--out",
+            str(split),
+            "--train-per-class",
+            "500",
+            "--val-per-class",
+            "60",
+            "--seed",
+            "0",
+            "--groups",
+            str(Path(a.data) / "same_source_pairs.csv"),
+        )
     rows = []
     for mode in a.modes.split(","):
         for aug in a.augments.split(","):
             run = work / f"{mode}_{aug}{a.tag}"
             t0 = time.perf_counter()
             if not (run / "summary.json").exists():
-                sh("train", str(split / "split.csv"), "--mode", mode, "--augment", aug, "--out", str(run),
-                   "--no-progress", *a.extra.split())
+                sh(
+                    "train",
+                    str(split / "split.csv"),
+                    "--mode",
+                    mode,
+                    "--augment",
+                    aug,
+                    "--out",
+                    str(run),
+                    "--no-progress",
+                    *a.extra.split(),
+                )
             if a.reeval or not (run / "eval.json").exists():
                 sh("evaluate", str(run), "--perturb", a.perturb, "--explain", "0")
             summary = json.loads((run / "summary.json").read_text())
             ev = json.loads((run / "eval.json").read_text())
             rob = {r["name"]: r for r in ev["robustness"]}
-            rows.append({"mode": mode, "augment": aug, "run": str(run), "train_seconds": summary["wall_seconds"],
-                         "best_val_acc": summary["best_val_acc"], "seconds_this_call": time.perf_counter() - t0,
-                         **{f"{name}_{k}": r.get(k) for name, r in rob.items()
-                            for k in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision",
-                                      "accuracy_at_threshold", "changed", "right_to_wrong", "wrong_to_right")}})
-    names = [r for r in ("clean", *a.perturb.split(","))]
-    head = "| mode | augment | train s | val acc | " + " | ".join(
-        f"{n} acc | {n} AUC | {n} AP" for n in names) + " | " + " | ".join(f"drop {n}" for n in names[1:]) + " |"
+            rows.append(
+                {
+                    "mode": mode,
+                    "augment": aug,
+                    "run": str(run),
+                    "train_seconds": summary["wall_seconds"],
+                    "best_val_acc": summary["best_val_acc"],
+                    "seconds_this_call": time.perf_counter() - t0,
+                    **{
+                        f"{name}_{k}": r.get(k)
+                        for name, r in rob.items()
+                        for k in (
+                            "accuracy",
+                            "balanced_accuracy",
+                            "roc_auc",
+                            "average_precision",
+                            "accuracy_at_threshold",
+                            "changed",
+                            "right_to_wrong",
+                            "wrong_to_right",
+                        )
+                    },
+                }
+            )
+    names = ["clean", *a.perturb.split(",")]
+    head = (
+        "| mode | augment | train s | val acc | "
+        + " | ".join(f"{n} acc | {n} AUC | {n} AP" for n in names)
+        + " | "
+        + " | ".join(f"drop {n}" for n in names[1:])
+        + " |"
+    )
     print("\n" + head)
     print("|" + "---|" * (4 + 3 * len(names) + len(names) - 1))
     for r in rows:
@@ -75,8 +122,12 @@ def main() -> None:
         print("| " + " | ".join(cells) + " |")
     print("\nPredictions each perturbation changed on the test split (right -> wrong / wrong -> right):")
     for r in rows:
-        print(f"  {r['mode']:<9} {r['augment']:<7} " + "  ".join(
-            f"{n}: {r[f'{n}_changed']} ({r[f'{n}_right_to_wrong']} / {r[f'{n}_wrong_to_right']})" for n in names[1:]))
+        print(
+            f"  {r['mode']:<9} {r['augment']:<7} "
+            + "  ".join(
+                f"{n}: {r[f'{n}_changed']} ({r[f'{n}_right_to_wrong']} / {r[f'{n}_wrong_to_right']})" for n in names[1:]
+            )
+        )
     save(f"faces{a.tag}", {"data": a.data, "perturb": a.perturb, "rows": rows})
 
 

@@ -6,6 +6,7 @@ The pipeline is what `transferlab train` uses for finetune: decoded-image cache,
 random-resized crop + flip on uint8 tensors, batches of 32. Epoch 1 decodes every JPEG; later
 epochs read the cache. Writes benchmarks/results/pipeline.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,16 +16,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import save  # noqa: E402
+from _results import save
+
 sys.path.insert(0, str(ROOT / "src"))
 
-import torch  # noqa: E402
+import torch
 
-from transferlab.backbones import create_model, get_spec  # noqa: E402
-from transferlab.cache import DecodedImageCache  # noqa: E402
-from transferlab.data import load_index, make_loader  # noqa: E402
-from transferlab.engine import set_threads  # noqa: E402
-from transferlab.transforms import train_transform  # noqa: E402
+from transferlab.data.index import load_index
+from transferlab.data.loading import (
+    DecodedImageCache,
+    make_loader,
+)
+from transferlab.data.transforms import train_transform
+from transferlab.models.registry import get_spec
+from transferlab.models.transfer import create_model
+from transferlab.runtime import set_threads
 
 
 def pipeline_rate(loader) -> float:
@@ -64,10 +70,18 @@ def main() -> None:
     model = create_model(spec.name, 2, pretrained=True).to(memory_format=torch.channels_last)
     model.freeze_batchnorm(True)
     fit = train_rate(model, pre["input_size"], 32)
-    res = {"images": len(samples), "pipeline_cold_img_s": cold, "pipeline_warm_img_s": warm,
-           "model_train_img_s": fit, "warm_pipeline_vs_model": warm / fit, "cache": cache.stats()}
-    print(f"pipeline: epoch 1 (decoding) {cold:.0f} img/s, later epochs (cached) {warm:.0f} img/s | "
-          f"model training step {fit:.1f} img/s | pipeline / model = {warm / fit:.1f}x")
+    res = {
+        "images": len(samples),
+        "pipeline_cold_img_s": cold,
+        "pipeline_warm_img_s": warm,
+        "model_train_img_s": fit,
+        "warm_pipeline_vs_model": warm / fit,
+        "cache": cache.stats(),
+    }
+    print(
+        f"pipeline: epoch 1 (decoding) {cold:.0f} img/s, later epochs (cached) {warm:.0f} img/s | "
+        f"model training step {fit:.1f} img/s | pipeline / model = {warm / fit:.1f}x"
+    )
     save("pipeline", res)
 
 

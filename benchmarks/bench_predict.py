@@ -5,6 +5,7 @@ ceiling (random tensors, same model, same process).
 
 Prints images/s and ratios; writes benchmarks/results/predict.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,16 +16,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import save  # noqa: E402
+from _results import save
+
 sys.path.insert(0, str(ROOT / "src"))
 
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from torchvision import transforms  # noqa: E402
+import torch
+from PIL import Image
+from torchvision import transforms
 
-from transferlab.backbones import create_model, get_spec  # noqa: E402
-from transferlab.engine import set_threads  # noqa: E402
-from transferlab.inference import Predictor, expand_inputs  # noqa: E402
+from transferlab.data.index import expand_inputs
+from transferlab.models.registry import get_spec
+from transferlab.models.transfer import create_model
+from transferlab.predict.predictor import Predictor
+from transferlab.runtime import set_threads
 
 
 def raw_forward(model, size: int, batch: int, seconds: float = 8.0) -> float:
@@ -42,8 +46,14 @@ def raw_forward(model, size: int, batch: int, seconds: float = 8.0) -> float:
 
 def seed_loop(model, files: list[str], spec) -> float:
     """The tutorial's way: open, transform, forward, one image at a time."""
-    tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-                             transforms.Normalize(spec.mean, spec.std)])
+    tf = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(spec.mean, spec.std),
+        ]
+    )
     t0 = time.perf_counter()
     with torch.no_grad():
         for f in files:
@@ -55,8 +65,9 @@ def seed_loop(model, files: list[str], spec) -> float:
 def seed_loop_fresh_process(data: str) -> float:
     """The seed loop as the seed runs it: its own Python process, torch defaults, no transferlab
     allocator or thread settings."""
-    out = subprocess.run([sys.executable, __file__, "--data", data, "--seed-loop-only"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--data", data, "--seed-loop-only"], check=True, capture_output=True, text=True
+    ).stdout
     return float(out.strip().splitlines()[-1])
 
 
@@ -84,16 +95,30 @@ def main() -> None:
     ceiling = raw_forward(pred.model, spec.input_size, a.batch)
     plain = create_model(spec.name, 2, pretrained=True).eval()  # contiguous memory, as the seed has it
     loop = seed_loop(plain, files, spec)
-    res = {"images": len(files), "predict_img_s": ours, "raw_forward_img_s": ceiling, "seed_loop_img_s": loop,
-           "seed_loop_own_process_img_s": fresh, "predict_vs_raw": ours / ceiling, "predict_vs_loop": ours / loop,
-           "predict_vs_loop_own_process": ours / fresh, "raw_vs_loop": ceiling / loop,
-           "threads": torch.get_num_threads()}
-    print(f"{len(files)} images | transferlab predict {ours:.1f} img/s | raw forward {ceiling:.1f} img/s | "
-          f"one-at-a-time loop {loop:.1f} img/s (same process), {fresh:.1f} img/s (own process, torch defaults)")
-    print(f"predict / raw forward = {res['predict_vs_raw']:.2f}   predict / loop = {res['predict_vs_loop']:.1f}x "
-          f"(same process), {res['predict_vs_loop_own_process']:.1f}x (own process)")
-    print(f"bound: raw forward / loop = {res['raw_vs_loop']:.1f}x: no predictor on this machine can beat the "
-          f"same-process loop by more than that")
+    res = {
+        "images": len(files),
+        "predict_img_s": ours,
+        "raw_forward_img_s": ceiling,
+        "seed_loop_img_s": loop,
+        "seed_loop_own_process_img_s": fresh,
+        "predict_vs_raw": ours / ceiling,
+        "predict_vs_loop": ours / loop,
+        "predict_vs_loop_own_process": ours / fresh,
+        "raw_vs_loop": ceiling / loop,
+        "threads": torch.get_num_threads(),
+    }
+    print(
+        f"{len(files)} images | transferlab predict {ours:.1f} img/s | raw forward {ceiling:.1f} img/s | "
+        f"one-at-a-time loop {loop:.1f} img/s (same process), {fresh:.1f} img/s (own process, torch defaults)"
+    )
+    print(
+        f"predict / raw forward = {res['predict_vs_raw']:.2f}   predict / loop = {res['predict_vs_loop']:.1f}x "
+        f"(same process), {res['predict_vs_loop_own_process']:.1f}x (own process)"
+    )
+    print(
+        f"bound: raw forward / loop = {res['raw_vs_loop']:.1f}x: no predictor on this machine can beat the "
+        f"same-process loop by more than that"
+    )
     save("predict", res)
 
 

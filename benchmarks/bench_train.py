@@ -11,6 +11,7 @@ process-wide settings do not leak between them.
 
 Prints a table and writes benchmarks/results/train.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import save  # noqa: E402
+from _results import save
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
 
 
@@ -35,19 +37,25 @@ def recipe(data: str, mode: str, epochs: int, workers: int) -> dict:
     import torch
     from torch import nn
     from torchvision import datasets, transforms
-    from transferlab.backbones import get_spec
+
+    from transferlab.models.registry import get_spec
 
     torch.manual_seed(0)
     spec = get_spec("efficientnet_lite0")
     net = spec.build()
     spec.weights.load_into(net, spec.name)
     norm = transforms.Normalize(spec.mean, spec.std)
-    tfs = {"train": transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(),
-                                        transforms.ToTensor(), norm]),
-           "val": transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), norm])}
+    tfs = {
+        "train": transforms.Compose(
+            [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.ToTensor(), norm]
+        ),
+        "val": transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), norm]),
+    }
     sets = {x: datasets.ImageFolder(os.path.join(data, x), tfs[x]) for x in ("train", "val")}
-    loaders = {x: torch.utils.data.DataLoader(sets[x], batch_size=4, shuffle=True, num_workers=workers)
-               for x in ("train", "val")}
+    loaders = {
+        x: torch.utils.data.DataLoader(sets[x], batch_size=4, shuffle=True, num_workers=workers)
+        for x in ("train", "val")
+    }
     if mode == "features":
         for p in net.parameters():
             p.requires_grad = False
@@ -84,7 +92,8 @@ def ours(data: str, mode: str, cache: str) -> dict:
     """`transferlab train` with default settings (a fresh, empty feature cache)."""
     os.environ["TRANSFERLAB_CACHE"] = cache
     from transferlab.config import load_config
-    from transferlab.training import train
+    from transferlab.training.trainer import train
+
     t0 = time.perf_counter()
     out = Path(cache) / f"run_{mode}"
     res = train(load_config(None, {"data": data, "mode": mode, "out": str(out), "progress": False}))
@@ -99,8 +108,20 @@ def ours(data: str, mode: str, cache: str) -> dict:
 
 
 def _child(kind: str, data: str, mode: str, epochs: int, workers: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--data", data, "--mode", mode, "--epochs", str(epochs),
-           "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--data",
+        data,
+        "--mode",
+        mode,
+        "--epochs",
+        str(epochs),
+        "--workers",
+        str(workers),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         cmd += ["--cache", tmp]
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -133,19 +154,26 @@ def main() -> None:
     for mode in a.modes.split(","):
         rec = _child("recipe", a.data, mode, a.epochs, a.workers)
         our = _child("ours", a.data, mode, a.epochs, a.workers)
-        results[mode] = {"recipe": rec, "transferlab": our,
-                         "speedup_wall": rec["wall"] / our["wall"],
-                         "transferlab_time_to_recipe_best": time_to(our["history"], rec["best_val_acc"]),
-                         "recipe_time_to_its_best": time_to(rec["history"], rec["best_val_acc"])}
+        results[mode] = {
+            "recipe": rec,
+            "transferlab": our,
+            "speedup_wall": rec["wall"] / our["wall"],
+            "transferlab_time_to_recipe_best": time_to(our["history"], rec["best_val_acc"]),
+            "recipe_time_to_its_best": time_to(rec["history"], rec["best_val_acc"]),
+        }
     print(f"\n{'mode':<9} {'who':<12} {'wall s':>8} {'best val':>9} {'to recipe best s':>17} {'peak MB':>8}")
     for mode, r in results.items():
         for who in ("recipe", "transferlab"):
             x = r[who]
             tt = time_to(x["history"], r["recipe"]["best_val_acc"])
-            print(f"{mode:<9} {who:<12} {x['wall']:>8.1f} {x['best_val_acc']:>9.4f} "
-                  f"{'-' if tt is None else f'{tt:.1f}':>17} {x['peak_rss_mb']:>8.0f}")
-        print(f"{mode:<9} speed-up (wall): {r['speedup_wall']:.1f}x   accuracy change: "
-              f"{100 * (r['transferlab']['best_val_acc'] - r['recipe']['best_val_acc']):+.1f} points")
+            print(
+                f"{mode:<9} {who:<12} {x['wall']:>8.1f} {x['best_val_acc']:>9.4f} "
+                f"{'-' if tt is None else f'{tt:.1f}':>17} {x['peak_rss_mb']:>8.0f}"
+            )
+        print(
+            f"{mode:<9} speed-up (wall): {r['speedup_wall']:.1f}x   accuracy change: "
+            f"{100 * (r['transferlab']['best_val_acc'] - r['recipe']['best_val_acc']):+.1f} points"
+        )
     save("train", results)
 
 

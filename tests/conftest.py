@@ -1,4 +1,5 @@
 """Shared fixtures: tiny synthetic image folders made with PIL, so unit tests run in seconds."""
+
 from __future__ import annotations
 
 import io
@@ -45,7 +46,7 @@ def tiny_folder(tmp_path) -> Path:
 
 @pytest.fixture
 def presplit_folder(tmp_path) -> Path:
-    """``train/val/test`` ImageFolder, 2 classes, 8 images per class and split."""
+    """``training/val/test`` ImageFolder, 2 classes, 8 images per class and split."""
     return make_folder(tmp_path / "presplit", n=8, split_dirs=("train", "val", "test"))
 
 
@@ -72,7 +73,7 @@ def messy_folder(tmp_path) -> tuple[Path, dict[str, str]]:
     Image.fromarray(base).convert("RGBA").save(a / "rgba.png")
     Image.fromarray(base).convert("CMYK").save(a / "cmyk.jpg")
     Image.fromarray(base).convert("P", palette=Image.Palette.ADAPTIVE).save(a / "palette.png")
-    Image.fromarray((base[..., 0].astype(np.uint16) * 257)).save(b / "sixteen_bit.png")
+    Image.fromarray(base[..., 0].astype(np.uint16) * 257).save(b / "sixteen_bit.png")
     _exif_rotated_jpeg(b / "exif_rotated.jpg")
     Image.fromarray(_pattern(1, 51)).save(b / "ñandú photo été.png")
     buf = io.BytesIO()
@@ -89,8 +90,17 @@ def messy_folder(tmp_path) -> tuple[Path, dict[str, str]]:
 @pytest.fixture
 def fast_overrides() -> dict:
     """Config overrides that train a tiny model in seconds on the 40 px fixtures."""
-    return {"model": "scratch_cnn", "mode": "scratch", "image_size": 32, "epochs": 2, "batch_size": 4,
-            "num_workers": 0, "progress": False, "augment": "none", "lr": 0.01}
+    return {
+        "model": "scratch_cnn",
+        "mode": "scratch",
+        "image_size": 32,
+        "epochs": 2,
+        "batch_size": 4,
+        "num_workers": 0,
+        "progress": False,
+        "augment": "none",
+        "lr": 0.01,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +111,7 @@ def browser():
     (``.ci/run`` sets it after installing the packages): there a missing browser fails."""
     import os
     import shutil
+
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     try:
         from selenium import webdriver
@@ -115,9 +126,17 @@ def browser():
         pytest.skip(msg)
     opts = Options()
     opts.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,2000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2000",
+    ):
         opts.add_argument(flag)
     d = webdriver.Chrome(service=Service(driver), options=opts)
     d.set_page_load_timeout(60)
@@ -129,10 +148,26 @@ def browser():
 def tiny_run(tmp_path_factory):
     """A trained two-class run folder (scratch_cnn, 32 px, real/fake) with a saved threshold."""
     from transferlab.config import load_config
-    from transferlab.training import train
+    from transferlab.training.trainer import train
+
     tmp = tmp_path_factory.mktemp("tiny_run")
     data = make_folder(tmp / "data", n=12)
-    train(load_config(None, {"model": "scratch_cnn", "mode": "scratch", "image_size": 32, "epochs": 3,
-                             "batch_size": 4, "num_workers": 0, "progress": False, "augment": "none",
-                             "lr": 0.01, "data": str(data), "out": str(tmp / "run")}))
+    train(
+        load_config(
+            None,
+            {
+                "model": "scratch_cnn",
+                "mode": "scratch",
+                "image_size": 32,
+                "epochs": 3,
+                "batch_size": 4,
+                "num_workers": 0,
+                "progress": False,
+                "augment": "none",
+                "lr": 0.01,
+                "data": str(data),
+                "out": str(tmp / "run"),
+            },
+        )
+    )
     return tmp / "run"

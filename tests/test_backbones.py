@@ -1,11 +1,13 @@
 """Every registered backbone, random init: forward pass, head shape, what trains per mode."""
+
 import pytest
 import torch
 
-from transferlab.backbones import TransferModel, create_model, get_spec, names, register, BackboneSpec
 from transferlab.config import load_config
-from transferlab.training import build_model
-from transferlab.weights import NoWeights
+from transferlab.models.registry import BackboneSpec, get_spec, names, register
+from transferlab.models.transfer import TransferModel, create_model
+from transferlab.models.weights import NoWeights
+from transferlab.training.trainer import build_model
 
 ALL = names()
 
@@ -16,9 +18,21 @@ def _input(name: str, batch: int = 2) -> torch.Tensor:
 
 
 def test_registry_has_what_the_issue_lists():
-    need = {"scratch_cnn", "resnet18", "resnet34", "resnet50", "alexnet", "vgg11_bn", "squeezenet1_0",
-            "densenet121", "inception_v3", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny",
-            "efficientnet_lite0"}
+    need = {
+        "scratch_cnn",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "alexnet",
+        "vgg11_bn",
+        "squeezenet1_0",
+        "densenet121",
+        "inception_v3",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "convnext_tiny",
+        "efficientnet_lite0",
+    }
     assert need <= set(ALL)
 
 

@@ -7,6 +7,7 @@ run asserts no traceback, nothing written outside the places the command was ask
 the expected outcome. A property-based part (hypothesis) feeds random bytes and rows to the image and
 manifest readers.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,9 +16,10 @@ import os
 import shutil
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -26,8 +28,23 @@ from PIL import Image
 from conftest import make_folder
 from transferlab.cli import main
 
-FAST = ["--model", "scratch_cnn", "--mode", "scratch", "--epochs", "1", "--image-size", "32", "--batch-size", "4",
-        "--num-workers", "0", "--no-progress", "--augment", "none"]
+FAST = [
+    "--model",
+    "scratch_cnn",
+    "--mode",
+    "scratch",
+    "--epochs",
+    "1",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "4",
+    "--num-workers",
+    "0",
+    "--no-progress",
+    "--augment",
+    "none",
+]
 
 
 def png_bomb(w: int, h: int) -> bytes:
@@ -36,8 +53,13 @@ def png_bomb(w: int, h: int) -> bytes:
 
     def chunk(t: bytes, d: bytes) -> bytes:
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _jpeg(seed: int = 0) -> bytes:
@@ -56,6 +78,7 @@ class Outcome:
 
 
 # -- data sets -------------------------------------------------------------------------------------
+
 
 def empty_folder(t: Path) -> Path:
     (t / "d").mkdir()
@@ -115,6 +138,7 @@ def text_file_as_data(t: Path) -> Path:
 
 # -- manifests -------------------------------------------------------------------------------------
 
+
 def _manifest(t: Path, text: str | bytes) -> Path:
     make_folder(t / "img", n=6)
     p = t / "m.csv"
@@ -160,6 +184,7 @@ def manifest_outside_paths(t: Path) -> Path:
 
 # -- run folders and models ------------------------------------------------------------------------
 
+
 def not_a_run(t: Path) -> Path:
     (t / "r").mkdir()
     (t / "r" / "notes.txt").write_text("x")
@@ -173,6 +198,7 @@ def _run_copy(t: Path, tiny_run: Path) -> Path:
 
 def checkpoint_three_classes(t: Path, tiny_run: Path) -> Path:
     import torch
+
     r = _run_copy(t, tiny_run)
     ck = torch.load(r / "best.pt", weights_only=True)
     torch.save({**ck, "classes": ["fake", "real", "other"], "threshold": None, "positive_class": None}, r / "best.pt")
@@ -181,6 +207,7 @@ def checkpoint_three_classes(t: Path, tiny_run: Path) -> Path:
 
 def checkpoint_text_threshold(t: Path, tiny_run: Path) -> Path:
     import torch
+
     r = _run_copy(t, tiny_run)
     ck = torch.load(r / "best.pt", weights_only=True)
     torch.save({**ck, "threshold": "high"}, r / "best.pt")
@@ -190,7 +217,8 @@ def checkpoint_text_threshold(t: Path, tiny_run: Path) -> Path:
 def _export(t: Path, tiny_run: Path) -> Path:
     src = tiny_run / "export" / "model.onnx"
     if not src.is_file():
-        from transferlab.export import export_run
+        from transferlab.deploy.export import export_run
+
         export_run(tiny_run, "onnx")
     (t / "m").mkdir()
     shutil.copy(src, t / "m" / "model.onnx")
@@ -203,7 +231,8 @@ def _edit_contract(t: Path, tiny_run: Path, edit: Callable[[dict], None], resign
     c = json.loads(Path(str(m) + ".json").read_text())
     edit(c)
     if resign:  # a careful forger recomputes the checksum: the schema must still catch the value
-        from transferlab.exported import contract_checksum
+        from transferlab.predict.contract import contract_checksum
+
         c["checksum"] = contract_checksum(c)
     Path(str(m) + ".json").write_text(json.dumps(c))
     return m
@@ -243,12 +272,16 @@ CONTRACT_EDITS = {
     "threshold 2.0": (lambda c: c.update(threshold=2.0), True, "field 'threshold'"),
     "threshold 2.0, unsigned": (lambda c: c.update(threshold=2.0), False, "field 'threshold'"),
     "one class": (lambda c: c.update(classes=["fake"]), True, "field 'classes'"),
-    "input size 64 (model takes 32)": (lambda c: c["preprocess"].update(input_size=64, resize_size=64), True,
-                                       "contract says"),
+    "input size 64 (model takes 32)": (
+        lambda c: c["preprocess"].update(input_size=64, resize_size=64),
+        True,
+        "contract says",
+    ),
 }
 
 
 # -- the commands ----------------------------------------------------------------------------------
+
 
 def _run(argv: list[str], capsys, cwd: Path) -> tuple[int, str, str]:
     before = sorted(p.name for p in cwd.iterdir())
@@ -276,23 +309,55 @@ def _check(outcome: Outcome, code: int, out: str, err: str, argv: list[str]) -> 
 
 
 DATA_CASES = {  # case -> {command: outcome}
-    "empty folder": (empty_folder, {"split": Outcome(2, "0 class(es)"), "train": Outcome(2, "0 class(es)"),
-                                    "show": Outcome(2, "0 class(es)")}),
+    "empty folder": (
+        empty_folder,
+        {"split": Outcome(2, "0 class(es)"), "train": Outcome(2, "0 class(es)"), "show": Outcome(2, "0 class(es)")},
+    ),
     "one class": (one_class, {"split": Outcome(2, "1 class(es)"), "train": Outcome(2, "1 class(es)")}),
-    "a class of broken files": (class_of_broken_files, {
-        "split": Outcome(2, ("has no readable images", "zero-byte")),
-        "train": Outcome(2, ("has no readable images", "a.jpg (zero-byte file)"))}),
-    "messy folder": (messy, {
-        "split": Outcome(0, ("zero.jpg: zero-byte file", "text.jpg: not an image", "Mpx limit",
-                             "loop.png: broken or looping symbolic link")),
-        "train": Outcome(0, ("truncated.jpg: truncated", "zero.jpg: zero-byte", "bomb.png: 11000 x 11000 pixels",
-                             "loop.png: broken or looping")),
-        "predict": Outcome(0, ("unreadable: zero-byte file", "unreadable: 11000 x 11000 pixels"))}),
-    "non-UTF-8 file names": (non_utf8_names, {"split": Outcome(0, "wrote"), "train": Outcome(0, "best epoch"),
-                                               "predict": Outcome(0, "caf\\xe9_\\xff.png")}),
+    "a class of broken files": (
+        class_of_broken_files,
+        {
+            "split": Outcome(2, ("has no readable images", "zero-byte")),
+            "train": Outcome(2, ("has no readable images", "a.jpg (zero-byte file)")),
+        },
+    ),
+    "messy folder": (
+        messy,
+        {
+            "split": Outcome(
+                0,
+                (
+                    "zero.jpg: zero-byte file",
+                    "text.jpg: not an image",
+                    "Mpx limit",
+                    "loop.png: broken or looping symbolic link",
+                ),
+            ),
+            "train": Outcome(
+                0,
+                (
+                    "truncated.jpg: truncated",
+                    "zero.jpg: zero-byte",
+                    "bomb.png: 11000 x 11000 pixels",
+                    "loop.png: broken or looping",
+                ),
+            ),
+            "predict": Outcome(0, ("unreadable: zero-byte file", "unreadable: 11000 x 11000 pixels")),
+        },
+    ),
+    "non-UTF-8 file names": (
+        non_utf8_names,
+        {"split": Outcome(0, "wrote"), "train": Outcome(0, "best epoch"), "predict": Outcome(0, "caf\\xe9_\\xff.png")},
+    ),
     "same bytes in two classes": (same_bytes_two_classes, {"train": Outcome(0, "same bytes under two classes")}),
-    "missing path": (missing_path, {"split": Outcome(2, "does not exist"), "train": Outcome(2, "does not exist"),
-                                    "predict": Outcome(0, "no such file")}),
+    "missing path": (
+        missing_path,
+        {
+            "split": Outcome(2, "does not exist"),
+            "train": Outcome(2, "does not exist"),
+            "predict": Outcome(0, "no such file"),
+        },
+    ),
     "text file as data": (text_file_as_data, {"train": Outcome(2, "not a CSV manifest")}),
     "manifest row without label": (manifest_row_without_label, {"train": Outcome(2, "line 3: label is empty")}),
     "manifest without columns": (manifest_without_columns, {"train": Outcome(2, "columns path,label")}),
@@ -304,11 +369,20 @@ DATA_CASES = {  # case -> {command: outcome}
 
 
 def _argv(command: str, data: Path, t: Path, tiny_run: Path) -> list[str]:
-    return {"split": ["split", str(data), "--out", str(t / "out")],
-            "train": ["train", str(data), "--out", str(t / "out"), *FAST],
-            "show": ["show", str(data), "--out", str(t / "out" / "p.png"), "--model", "scratch_cnn"],
-            "predict": ["predict", str(tiny_run), str(data), "--csv", str(t / "out" / "p.csv"),
-                        "--json", str(t / "out" / "p.json")]}[command]
+    return {
+        "split": ["split", str(data), "--out", str(t / "out")],
+        "train": ["train", str(data), "--out", str(t / "out"), *FAST],
+        "show": ["show", str(data), "--out", str(t / "out" / "p.png"), "--model", "scratch_cnn"],
+        "predict": [
+            "predict",
+            str(tiny_run),
+            str(data),
+            "--csv",
+            str(t / "out" / "p.csv"),
+            "--json",
+            str(t / "out" / "p.json"),
+        ],
+    }[command]
 
 
 CASES = [(name, cmd) for name, (_, per) in DATA_CASES.items() for cmd in per]
@@ -340,14 +414,19 @@ MODEL_CASES = {
     "another model's file": (onnx_of_another_model, "sha256"),
     "invalid JSON contract": (contract_invalid_json, "not a readable JSON contract"),
     "no contract": (contract_missing, "no preprocessing contract"),
-    **{f"contract: {k}": ((lambda e, r: lambda t, tr: _edit_contract(t, tr, e, r))(e, r), says)
-       for k, (e, r, says) in CONTRACT_EDITS.items()},
+    **{
+        f"contract: {k}": (partial(_edit_contract, edit=e, resign=r), says)
+        for k, (e, r, says) in CONTRACT_EDITS.items()
+    },
 }
 
 
 # run folders go through every command that reads one; exported files through those that read exports
-MODEL_RUNS = [(n, c) for n in MODEL_CASES for c in (("predict", "evaluate", "export", "serve")
-                                                     if n.startswith("checkpoint") else ("predict", "serve"))]
+MODEL_RUNS = [
+    (n, c)
+    for n in MODEL_CASES
+    for c in (("predict", "evaluate", "export", "serve") if n.startswith("checkpoint") else ("predict", "serve"))
+]
 
 
 @pytest.mark.parametrize("name, command", MODEL_RUNS, ids=[f"{c}-{n}" for n, c in MODEL_RUNS])
@@ -359,13 +438,17 @@ def test_bad_models_through_every_command(name, command, tmp_path, capsys, tiny_
     img = tmp_path / "img.png"
     Image.new("RGB", (40, 40)).save(img)
     if command == "serve":
-        from transferlab.serve import create_app
+        from transferlab.deploy.serve import create_app
+
         with pytest.raises(Exception) as e:
             create_app(model)
         assert says in str(e.value) and type(e.value).__name__ in ("ContractError", "CheckpointError")
         return
-    argv = {"predict": ["predict", str(model), str(img)], "evaluate": ["evaluate", str(model)],
-            "export": ["export", str(model), "--out", str(tmp_path / "exp")]}[command]
+    argv = {
+        "predict": ["predict", str(model), str(img)],
+        "evaluate": ["evaluate", str(model)],
+        "export": ["export", str(model), "--out", str(tmp_path / "exp")],
+    }[command]
     code, out, err = _run(argv, capsys, tmp_path / "work")
     _check(Outcome(2, says), code, out, err, argv)
 
@@ -384,18 +467,21 @@ def test_run_folder_and_output_problems(tmp_path, capsys, tiny_folder, monkeypat
     assert _run([*argv, "--overwrite"], capsys, work)[0] == 0
     assert not (run / "eval.json").exists()  # --overwrite cleared the old run's files
     (work / "x.txt").write_text("a file where a folder should be")
-    for bad, says in [(["train", "--resume", str(tmp_path / "nowhere")], "not a run folder"),
-                      (["train", str(tiny_folder), "--out", str(work / "x.txt" / "run"), *FAST], "cannot write"),
-                      (["train", str(tiny_folder), "--out", str(tmp_path / "other"), *FAST, "--image-size", "8"],
-                       "smallest input")]:
+    for bad, says in [
+        (["train", "--resume", str(tmp_path / "nowhere")], "not a run folder"),
+        (["train", str(tiny_folder), "--out", str(work / "x.txt" / "run"), *FAST], "cannot write"),
+        (["train", str(tiny_folder), "--out", str(tmp_path / "other"), *FAST, "--image-size", "8"], "smallest input"),
+    ]:
         code, out, err = _run(bad, capsys, work)
         _check(Outcome(2, says), code, out, err, bad)
     # a full disk: one line naming the path, and no half-written file
     import transferlab.files as files
+
     real = files.os.replace
 
     def full(*a, **k):
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(files.os, "replace", full)
     argv = ["predict", str(run), str(tiny_folder), "--csv", str(tmp_path / "p.csv")]
     code, out, err = _run(argv, capsys, work)
@@ -413,11 +499,17 @@ _SEEDS = [_jpeg(1), png_bomb(64, 64)]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(st.binary(max_size=4000),
-                 st.tuples(st.sampled_from(_SEEDS), st.integers(0, 3000), st.binary(min_size=1, max_size=40))
-                 .map(lambda t: t[0][:t[1]] + t[2] + t[0][t[1] + len(t[2]):])))
+@given(
+    st.one_of(
+        st.binary(max_size=4000),
+        st.tuples(st.sampled_from(_SEEDS), st.integers(0, 3000), st.binary(min_size=1, max_size=40)).map(
+            lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + len(t[2]) :]
+        ),
+    )
+)
 def test_image_reader_never_raises_anything_but_image_read_error(data):
-    from transferlab.images import ImageReadError, decode_bytes
+    from transferlab.data.images import ImageReadError, decode_bytes
+
     try:
         im = decode_bytes(data, "fuzz")
     except ImageReadError as e:
@@ -433,24 +525,36 @@ def _fuzz_dir() -> Path:
     global _FUZZ_DIR
     if _FUZZ_DIR is None:
         import tempfile
+
         _FUZZ_DIR = make_folder(Path(tempfile.mkdtemp()) / "img", n=3)
     return _FUZZ_DIR
 
 
 _cell = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
-_row = st.one_of(st.lists(_cell, max_size=4),
-                 st.tuples(st.sampled_from([f"img/{c}/{c}_{i:02d}.png" for c in ("fake", "real") for i in range(3)]
-                                           + ["img/none.png", "/abs/none.png", "../x.png", ""]),
-                           st.sampled_from(["fake", "real", "", " fake "]),
-                           st.sampled_from(["train", "val", "test", "", "bogus"])).map(list))
+_row = st.one_of(
+    st.lists(_cell, max_size=4),
+    st.tuples(
+        st.sampled_from(
+            [f"img/{c}/{c}_{i:02d}.png" for c in ("fake", "real") for i in range(3)]
+            + ["img/none.png", "/abs/none.png", "../x.png", ""]
+        ),
+        st.sampled_from(["fake", "real", "", " fake "]),
+        st.sampled_from(["train", "val", "test", "", "bogus"]),
+    ).map(list),
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(["path,label,split", "path,label", "label,path", "file,label", ""]),
-       st.lists(_row, max_size=12), st.sampled_from(["utf-8", "latin-1"]))
+@given(
+    st.sampled_from(["path,label,split", "path,label", "label,path", "file,label", ""]),
+    st.lists(_row, max_size=12),
+    st.sampled_from(["utf-8", "latin-1"]),
+)
 def test_manifest_reader_never_raises_anything_but_data_error(header, rows, encoding):
     import csv
-    from transferlab.data import DataError, read_manifest
+
+    from transferlab.data.index import DataError, read_manifest
+
     root = _fuzz_dir().parent
     buf = io.StringIO()
     w = csv.writer(buf)

@@ -1,7 +1,8 @@
 import torch
 
-from transferlab.cache import DecodedImageCache, FeatureCache, file_digest
-from transferlab.data import ImageDataset, load_index
+from transferlab.data.index import file_digest, load_index
+from transferlab.data.loading import DecodedImageCache, ImageDataset
+from transferlab.training.features import FeatureCache
 
 
 def test_decoded_cache_never_exceeds_budget():
@@ -19,7 +20,8 @@ def test_decoded_cache_never_exceeds_budget():
 
 
 def test_dataset_decodes_each_file_once(tiny_folder, monkeypatch):
-    import transferlab.data as data
+    import transferlab.data.loading as data
+
     calls = []
     real = data.load_uint8
     monkeypatch.setattr(data, "load_uint8", lambda p, s=None: (calls.append(p), real(p, s))[1])

@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from transferlab.calibration import (apply_temperature, calibrate, choose_threshold, expected_calibration_error,
-                                     fit_temperature, nll)
+from transferlab.training.calibration import (
+    apply_temperature,
+    calibrate,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+)
 
 
 def _softmax(z):

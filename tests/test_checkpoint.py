@@ -4,14 +4,30 @@ import stat
 import pytest
 import torch
 
-from transferlab.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from transferlab.models.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 
 
 def _payload(**kw):
-    pre = {"input_size": 32, "resize_size": 32, "decode_size": 64, "crop": "resize", "crop_views": 1,
-           "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3}
-    return {"model": {"w": torch.ones(2)}, "classes": ["a", "b"], "backbone": "scratch_cnn", "preprocess": pre,
-            "config": {"lr": None, "extra": {}}, "threshold": 0.3, "positive_class": "b", **kw}
+    pre = {
+        "input_size": 32,
+        "resize_size": 32,
+        "decode_size": 64,
+        "crop": "resize",
+        "crop_views": 1,
+        "interpolation": "bilinear",
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+    }
+    return {
+        "model": {"w": torch.ones(2)},
+        "classes": ["a", "b"],
+        "backbone": "scratch_cnn",
+        "preprocess": pre,
+        "config": {"lr": None, "extra": {}},
+        "threshold": 0.3,
+        "positive_class": "b",
+        **kw,
+    }
 
 
 def test_round_trip_weights_only(tmp_path):
@@ -35,6 +51,7 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(torch, "save", boom)
     with pytest.raises(OSError, match="no space left"):
         save_checkpoint(_payload(classes=["new", "b"]), tmp_path / "last.pt")
@@ -54,12 +71,21 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
 
 
-@pytest.mark.parametrize("edit, field", [
-    ({"classes": ["a"]}, "classes"), ({"classes": ["a", "a"]}, "classes"), ({"classes": "ab"}, "classes"),
-    ({"threshold": "high"}, "threshold"), ({"threshold": 2.0}, "threshold"), ({"temperature": -1.0}, "temperature"),
-    ({"positive_class": "c"}, "positive_class"), ({"preprocess": {"input_size": 0}}, "preprocess.input_size"),
-    ({"backbone": None}, "backbone"), ({"model": {"w": "text"}}, "model"),
-])
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        ({"classes": ["a"]}, "classes"),
+        ({"classes": ["a", "a"]}, "classes"),
+        ({"classes": "ab"}, "classes"),
+        ({"threshold": "high"}, "threshold"),
+        ({"threshold": 2.0}, "threshold"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"positive_class": "c"}, "positive_class"),
+        ({"preprocess": {"input_size": 0}}, "preprocess.input_size"),
+        ({"backbone": None}, "backbone"),
+        ({"model": {"w": "text"}}, "model"),
+    ],
+)
 def test_edited_fields_are_named(tmp_path, edit, field):
     torch.save(_payload(**edit), tmp_path / "best.pt")
     with pytest.raises(CheckpointError, match=f"field '{field}'"):

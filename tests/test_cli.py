@@ -1,4 +1,5 @@
 """CLI smoke tests: split -> train -> evaluate -> predict on tiny images, through main()."""
+
 import csv
 import json
 import subprocess
@@ -11,20 +12,69 @@ from transferlab.cli import main
 
 
 def test_split_train_evaluate_predict(tiny_folder, tmp_path, capsys):
-    assert main(["split", str(tiny_folder), "--out", str(tmp_path / "split"), "--train-per-class", "6",
-                 "--val-per-class", "2", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "split",
+                str(tiny_folder),
+                "--out",
+                str(tmp_path / "split"),
+                "--train-per-class",
+                "6",
+                "--val-per-class",
+                "2",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     manifest = tmp_path / "split" / "split.csv"
     run = tmp_path / "run"
-    assert main(["train", str(manifest), "--model", "scratch_cnn", "--mode", "scratch", "--epochs", "2",
-                 "--image-size", "32", "--batch-size", "4", "--num-workers", "0", "--no-progress",
-                 "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(manifest),
+                "--model",
+                "scratch_cnn",
+                "--mode",
+                "scratch",
+                "--epochs",
+                "2",
+                "--image-size",
+                "32",
+                "--batch-size",
+                "4",
+                "--num-workers",
+                "0",
+                "--no-progress",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert (run / "best.pt").exists()
     assert main(["evaluate", str(run)]) == 0
     report = json.loads((run / "eval.json").read_text())
     assert report["split"] == "test" and report["n"] == 4
     capsys.readouterr()
-    assert main(["predict", str(run), str(tiny_folder / "fake"), str(tmp_path / "nope.jpg"),
-                 "--csv", str(tmp_path / "p.csv"), "--json", str(tmp_path / "p.json")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                str(tiny_folder / "fake"),
+                str(tmp_path / "nope.jpg"),
+                "--csv",
+                str(tmp_path / "p.csv"),
+                "--json",
+                str(tmp_path / "p.json"),
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert "fake_00.png" in out and "nope.jpg" in err
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
@@ -34,16 +84,18 @@ def test_split_train_evaluate_predict(tiny_folder, tmp_path, capsys):
 
 
 def test_train_with_yaml_config(tiny_folder, tmp_path):
-    (tmp_path / "c.yaml").write_text("model: scratch_cnn\nmode: scratch\nepochs: 1\nimage_size: 32\n"
-                                     "num_workers: 0\nprogress: false\n")
+    (tmp_path / "c.yaml").write_text(
+        "model: scratch_cnn\nmode: scratch\nepochs: 1\nimage_size: 32\nnum_workers: 0\nprogress: false\n"
+    )
     assert main(["train", str(tiny_folder), "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")]) == 0
     assert "epochs: 1" in (tmp_path / "r" / "config.yaml").read_text()
 
 
 def test_offline_pretrained_resnet_fails_fast_with_fix(tiny_folder, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
-                        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    monkeypatch.setattr(
+        torch.hub, "load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline"))
+    )
     rc = main(["train", str(tiny_folder), "--model", "resnet18", "--mode", "finetune", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert rc == 2 and "resnet18-f37072fd.pth" in err and "--weights" in err
@@ -51,11 +103,33 @@ def test_offline_pretrained_resnet_fails_fast_with_fix(tiny_folder, tmp_path, mo
 
 
 def test_weights_file_works_for_resnet18(tiny_folder, tmp_path):
-    from transferlab.backbones import get_spec
+    from transferlab.models.registry import get_spec
+
     torch.save(get_spec("resnet18").build().state_dict(), tmp_path / "r18.pth")
-    assert main(["train", str(tiny_folder), "--model", "resnet18", "--mode", "finetune", "--weights",
-                 str(tmp_path / "r18.pth"), "--epochs", "1", "--image-size", "32", "--num-workers", "0",
-                 "--no-progress", "--out", str(tmp_path / "r")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tiny_folder),
+                "--model",
+                "resnet18",
+                "--mode",
+                "finetune",
+                "--weights",
+                str(tmp_path / "r18.pth"),
+                "--epochs",
+                "1",
+                "--image-size",
+                "32",
+                "--num-workers",
+                "0",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
 
 
 def test_user_errors_exit_2_with_message(tmp_path, capsys):
@@ -79,11 +153,35 @@ def test_console_script_is_installed():
 
 
 def test_saved_threshold_decides_the_cli_verdict(tiny_folder, tmp_path, capsys):
-    from transferlab.checkpoint import load_checkpoint, save_checkpoint
+    from transferlab.models.checkpoint import load_checkpoint, save_checkpoint
+
     run = tmp_path / "run"
-    assert main(["train", str(tiny_folder), "--model", "scratch_cnn", "--mode", "scratch", "--epochs", "2",
-                 "--image-size", "32", "--batch-size", "4", "--num-workers", "0", "--no-progress",
-                 "--augment", "none", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tiny_folder),
+                "--model",
+                "scratch_cnn",
+                "--mode",
+                "scratch",
+                "--epochs",
+                "2",
+                "--image-size",
+                "32",
+                "--batch-size",
+                "4",
+                "--num-workers",
+                "0",
+                "--no-progress",
+                "--augment",
+                "none",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     ckpt = load_checkpoint(run / "best.pt")
     assert ckpt["threshold"] is not None and ckpt["positive_class"] == "fake"  # saved by training
     img = str(tiny_folder / "real" / "real_03.png")
@@ -94,18 +192,41 @@ def test_saved_threshold_decides_the_cli_verdict(tiny_folder, tmp_path, capsys):
         js = json.loads((tmp_path / "p.json").read_text())
         assert js["threshold"] == threshold
         return js["predictions"][0]["label"], js["predictions"][0]["probs"]["fake"]
+
     _, p_fake = verdict(ckpt["threshold"])
     assert verdict(p_fake - 1e-4)[0] == "fake"
     assert verdict(min(p_fake + 1e-4, 1.0))[0] == "real"
     assert f"fake if P(fake) >= {p_fake - 1e-4:.4f}" in capsys.readouterr().out.replace(
-        f"{p_fake + 1e-4:.4f}", "")  # the rule is printed
+        f"{p_fake + 1e-4:.4f}", ""
+    )  # the rule is printed
 
 
 def test_predict_explain_and_evaluate_perturb(tiny_folder, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", str(tiny_folder), "--model", "scratch_cnn", "--mode", "scratch", "--epochs", "1",
-                 "--image-size", "32", "--batch-size", "4", "--num-workers", "0", "--no-progress",
-                 "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tiny_folder),
+                "--model",
+                "scratch_cnn",
+                "--mode",
+                "scratch",
+                "--epochs",
+                "1",
+                "--image-size",
+                "32",
+                "--batch-size",
+                "4",
+                "--num-workers",
+                "0",
+                "--no-progress",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert main(["predict", str(run), str(tiny_folder / "fake"), "--explain", str(tmp_path / "cams"), "--tta"]) == 0
     assert len(list((tmp_path / "cams").glob("*.png"))) == 10
     capsys.readouterr()

@@ -3,18 +3,24 @@ import re
 
 import pytest
 
-import transferlab.compare as compare_mod
-from transferlab.compare import compare, grid
+import transferlab.lab.compare as compare_mod
 from transferlab.config import ConfigError
+from transferlab.lab.compare import compare, grid
 
 FAST = {"image_size": 32, "epochs": 1, "batch_size": 4, "num_workers": 0, "progress": False, "augment": "none"}
 
 
 def test_grid_defaults_and_widening():
-    assert grid() == [("scratch_cnn", "scratch"), ("efficientnet_lite0", "features"),
-                      ("efficientnet_lite0", "finetune")]
+    assert grid() == [
+        ("scratch_cnn", "scratch"),
+        ("efficientnet_lite0", "features"),
+        ("efficientnet_lite0", "finetune"),
+    ]
     assert grid(["resnet18", "scratch_cnn"], ["features", "lpft"], scratch=False) == [
-        ("resnet18", "features"), ("resnet18", "lpft"), ("scratch_cnn", "scratch")]
+        ("resnet18", "features"),
+        ("resnet18", "lpft"),
+        ("scratch_cnn", "scratch"),
+    ]
     with pytest.raises(ConfigError, match="unknown mode 'finetuning'"):
         grid(modes=["finetuning"])
 
@@ -22,6 +28,7 @@ def test_grid_defaults_and_widening():
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
     from conftest import make_folder
+
     tmp = tmp_path_factory.mktemp("cmp")
     data = make_folder(tmp / "data", n=12)
     out = tmp / "cmp"
@@ -31,8 +38,11 @@ def compared(tmp_path_factory):
 
 def test_compare_trains_the_default_grid_on_one_split_and_reports(compared):
     data, out, result = compared
-    assert [r["name"] for r in result["runs"]] == ["scratch_cnn_scratch", "efficientnet_lite0_features",
-                                                  "efficientnet_lite0_finetune"]
+    assert [r["name"] for r in result["runs"]] == [
+        "scratch_cnn_scratch",
+        "efficientnet_lite0_features",
+        "efficientnet_lite0_finetune",
+    ]
     assert result["counts"] == json.loads((out / "compare.json").read_text())["counts"]
     assert sum(result["counts"]["test"].values()) > 0  # a flat folder gets a seeded test split
     splits = {json.loads((out / r["name"] / "summary.json").read_text())["data"]["source"] for r in result["runs"]}
@@ -54,6 +64,7 @@ def test_compare_trains_the_default_grid_on_one_split_and_reports(compared):
 
 def test_interrupted_compare_reuses_the_finished_run(tmp_path, monkeypatch):
     from conftest import make_folder
+
     data = make_folder(tmp_path / "data", n=8)
     out = tmp_path / "cmp"
     real_train = compare_mod.train
@@ -64,6 +75,7 @@ def test_interrupted_compare_reuses_the_finished_run(tmp_path, monkeypatch):
         if len(calls) == 2:
             raise KeyboardInterrupt  # Ctrl-C while the second run trains
         return real_train(*a, **k)
+
     monkeypatch.setattr(compare_mod, "train", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         compare(data, out, overrides=FAST, models=["efficientnet_lite0"], modes=["features"])
@@ -86,6 +98,7 @@ def test_compare_refuses_per_run_settings_in_overrides(tmp_path):
 def test_report_html_renders_in_headless_chromium(compared, browser, tmp_path):
     import numpy as np
     from PIL import Image
+
     _, out, result = compared
     browser.get((out / "report.html").as_uri())
     tables = browser.find_elements("css selector", "table")
@@ -93,7 +106,8 @@ def test_report_html_renders_in_headless_chromium(compared, browser, tmp_path):
     assert len(tables[0].find_elements("css selector", "tbody tr")) == len(result["runs"])
     assert "efficientnet_lite0_finetune" in tables[0].text
     sizes = browser.execute_script(
-        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);")
+        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);"
+    )
     assert len(sizes) >= 4  # curves, confusion matrices, best run's predictions and most-wrong grids
     assert all(ok and w > 100 and h > 100 for ok, w, h in sizes), sizes  # no broken images
     shot = tmp_path / "report.png"
@@ -103,12 +117,14 @@ def test_report_html_renders_in_headless_chromium(compared, browser, tmp_path):
 
 
 def test_missing_pretrained_weights_fail_before_anything_trains(tmp_path, monkeypatch):
-    from transferlab.backbones import get_spec
-    from transferlab.weights import WeightsUnavailable
+    from transferlab.models.registry import get_spec
+    from transferlab.models.weights import WeightsUnavailable
+
     w = get_spec("resnet18").weights
 
     def offline(name):
         raise WeightsUnavailable(f"pretrained weights for '{name}' are not in the torch cache")
+
     monkeypatch.setattr(type(w), "status", lambda self: "download")
     monkeypatch.setattr(w, "state_dict", offline)
     monkeypatch.setattr(compare_mod, "train", lambda *a, **k: pytest.fail("trained before checking weights"))

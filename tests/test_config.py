@@ -53,6 +53,7 @@ def test_default_lr_depends_on_mode():
 
 def test_shipped_configs_load():
     from pathlib import Path
+
     files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
     assert files
     for f in files:

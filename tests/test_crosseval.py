@@ -1,4 +1,5 @@
 """transferlab crosseval: one run per data set, every run scored on every data set's test split."""
+
 import json
 
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from conftest import make_folder
 from transferlab.cli import main
 from transferlab.config import ConfigError
-from transferlab.crosseval import crosseval
+from transferlab.lab.crosseval import crosseval
 
 
 def test_matrix_of_every_run_on_every_test_split(tmp_path, fast_overrides):
@@ -35,6 +36,25 @@ def test_crosseval_refuses_one_data_set_and_different_classes(tmp_path, fast_ove
     with pytest.raises(ConfigError, match="two or more"):
         crosseval([a], tmp_path / "x")
     c = make_folder(tmp_path / "c", classes=("cats", "dogs"), n=6)
-    assert main(["crosseval", str(a), str(c), "--out", str(tmp_path / "y"), "--model", "scratch_cnn",
-                 "--mode", "scratch", "--epochs", "1", "--image-size", "32", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "crosseval",
+                str(a),
+                str(c),
+                "--out",
+                str(tmp_path / "y"),
+                "--model",
+                "scratch_cnn",
+                "--mode",
+                "scratch",
+                "--epochs",
+                "1",
+                "--image-size",
+                "32",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "same class folder names" in capsys.readouterr().err

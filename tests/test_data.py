@@ -3,8 +3,8 @@ import csv
 import pytest
 import torch
 
-from transferlab.data import (DataError, ImageDataset, Sample, carve_validation, collate_skipping, load_index,
-                              make_loader, read_manifest, write_manifest)
+from transferlab.data.index import DataError, Sample, carve_validation, load_index, read_manifest, write_manifest
+from transferlab.data.loading import ImageDataset, collate_skipping, make_loader
 
 
 def test_flat_folder_is_all_train(tiny_folder):
@@ -38,6 +38,7 @@ def test_empty_class_folder_is_an_error_naming_it(tmp_path, tiny_folder):
 
 def test_fewer_than_two_classes_is_an_error(tmp_path, tiny_folder):
     import shutil
+
     shutil.rmtree(tiny_folder / "real")
     with pytest.raises(DataError, match="at least two"):
         load_index(tiny_folder)
@@ -93,7 +94,8 @@ def test_loader_with_workers_survives_bad_files(messy_folder):
 
 
 def test_threaded_batches_match_sequential_order(messy_folder):
-    from transferlab.data import threaded_batches
+    from transferlab.data.loading import threaded_batches
+
     root, _ = messy_folder
     samples = [Sample(str(p), 0) for p in sorted((root / "real").iterdir())]
     ds = ImageDataset(samples, lambda im: im.float().mean().reshape(1))

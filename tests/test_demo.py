@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transferlab.demo import PHOTOS, build_demo_data, make_fake, run_demo
+from transferlab.lab.demo import PHOTOS, build_demo_data, make_fake, run_demo
 
 
 def test_splits_use_different_photos():

@@ -3,19 +3,22 @@ import json
 import numpy as np
 import pytest
 
-from transferlab.config import load_config
-from transferlab.data import DataError
-from transferlab.evaluation import evaluate_run, select_eval_split
-from transferlab.training import train
-
 from conftest import make_folder
+from transferlab.config import load_config
+from transferlab.data.index import DataError
+from transferlab.evaluation.scoring import evaluate_run, select_eval_split
+from transferlab.training.trainer import train
 
 
-@pytest.fixture
-def trained_run(presplit_folder, tmp_path_factory, fast_overrides):
-    out = tmp_path_factory.mktemp("eval") / "run"
-    train(load_config(None, {**fast_overrides, "data": str(presplit_folder), "out": str(out), "epochs": 3}))
-    return out
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One trained run shared by this module's tests (each evaluation rewrites its own files)."""
+    tmp = tmp_path_factory.mktemp("eval")
+    data = make_folder(tmp / "presplit", n=8, split_dirs=("train", "val", "test"))
+    over = {"model": "scratch_cnn", "mode": "scratch", "image_size": 32, "epochs": 3, "batch_size": 4,
+            "num_workers": 0, "progress": False, "augment": "none", "lr": 0.01}  # fmt: skip
+    train(load_config(None, {**over, "data": str(data), "out": str(tmp / "run")}))
+    return tmp / "run"
 
 
 def test_evaluate_own_test_split_writes_report(trained_run):
@@ -45,7 +48,8 @@ def test_evaluate_other_data_with_unknown_class_fails(trained_run, tmp_path):
 
 
 def test_select_eval_split_prefers_test():
-    from transferlab.data import DataIndex, Sample
+    from transferlab.data.index import DataIndex, Sample
+
     idx = DataIndex("x", ["b", "a"], {"train": [Sample("t", 0)], "val": [Sample("v", 1)]})
     name, samples = select_eval_split(idx, ["a", "b"], own=True)
     assert name == "val" and samples[0].label == 0  # relabelled to the model's class order
@@ -67,15 +71,18 @@ def test_perturbations_get_a_table_and_a_chart(trained_run):
 
 
 def test_perturbation_really_reaches_the_model(trained_run):
-    from transferlab.inference import Predictor
-    from transferlab.perturb import Perturbation
-    from transferlab.data import read_manifest
+    from transferlab.data.index import read_manifest
+    from transferlab.data.perturb import Perturbation
+    from transferlab.predict.predictor import Predictor
+
     files = [s.path for s in read_manifest(trained_run / "split.csv").splits["test"]]
     clean = Predictor.from_run(trained_run, num_workers=0).predict_paths(files)
     noisy = Predictor.from_run(trained_run, num_workers=0, perturb=Perturbation("noise", 0.3)).predict_paths(files)
     import numpy as np
-    logit = [[np.log(max(p.probs["fake"], 1e-30)) - np.log(max(p.probs["real"], 1e-30)) for p in ps]
-             for ps in (clean, noisy)]
+
+    logit = [
+        [np.log(max(p.probs["fake"], 1e-30)) - np.log(max(p.probs["real"], 1e-30)) for p in ps] for ps in (clean, noisy)
+    ]
     assert np.abs(np.subtract(*logit)).max() > 0.01  # saturated probabilities hide it; logits do not
 
 
@@ -86,24 +93,39 @@ def test_class_map_for_differently_named_folders(trained_run, tmp_path):
     r = evaluate_run(trained_run, other, class_map={"real": "0_real", "fake": "1_fake"}, explain=0)
     assert r["n"] == 8 and r["class_map"] == {"real": "0_real", "fake": "1_fake"}
     assert sorted(r["per_class"]) == ["fake", "real"] and all(c["support"] == 4 for c in r["per_class"].values())
-    from transferlab.evaluation import parse_class_map
+    from transferlab.evaluation.scoring import parse_class_map
+
     with pytest.raises(DataError, match="MODEL_CLASS=DATA_FOLDER"):
         parse_class_map("real:0_real")
     with pytest.raises(DataError, match="not the model's classes"):
         evaluate_run(trained_run, other, class_map={"cat": "0_real"})
 
 
-def test_tta_evaluation_runs(trained_run):
+def test_tta_averages_the_image_and_its_mirror(trained_run):
+    from PIL import ImageOps
+
+    from transferlab.data.images import load_rgb
+    from transferlab.data.index import read_manifest
+    from transferlab.predict.predictor import Predictor
+
     r = evaluate_run(trained_run, tta=True, explain=0)
     assert r["decision"]["tta"] is True and r["n"] == 16
+    paths = [s.path for s in read_manifest(trained_run / "split.csv").splits["test"][:4]]
+    tta = Predictor.from_run(trained_run, tta=True).predict(paths)
+    plain = Predictor.from_run(trained_run)
+    for path, p in zip(paths, tta):
+        im = load_rgb(path)
+        a, b = plain.predict([im])[0].probs, plain.predict([ImageOps.mirror(im)])[0].probs
+        assert p.probs == pytest.approx({c: (a[c] + b[c]) / 2 for c in a}, abs=1e-5)
 
 
 def test_robustness_counts_changed_predictions_both_ways():
-    from transferlab.data import Sample
-    from transferlab.evaluation import robustness
+    from transferlab.data.index import Sample
+    from transferlab.data.perturb import Perturbation
+    from transferlab.evaluation.scoring import robustness
     from transferlab.metrics import classification_report
-    from transferlab.perturb import Perturbation
-    from transferlab.prediction import Prediction
+    from transferlab.predict.decision import Prediction
+
     labels = [0, 0, 0, 1, 1, 1]
     clean_guess, jpeg_guess = [0, 0, 1, 1, 1, 0], [1, 0, 0, 0, 1, 0]  # 2 turn wrong, 1 turns right
 
@@ -112,12 +134,16 @@ def test_robustness_counts_changed_predictions_both_ways():
 
         def predict_paths(self, paths):
             guess = clean_guess if self.perturb is None else jpeg_guess
-            return [Prediction(p, self.classes[g], {"fake": 0.9 - 0.8 * g, "real": 0.1 + 0.8 * g})
-                    for p, g in zip(paths, guess)]
+            return [
+                Prediction(p, self.classes[g], {"fake": 0.9 - 0.8 * g, "real": 0.1 + 0.8 * g})
+                for p, g in zip(paths, guess)
+            ]
+
     samples = [Sample(f"img{i}.png", y) for i, y in enumerate(labels)]
     probs = np.array([[0.9 - 0.8 * g, 0.1 + 0.8 * g] for g in clean_guess])
     clean = classification_report(np.array(labels), probs, Stub.classes, 0)
-    rows = robustness(Stub(), samples, [Perturbation("jpeg", 75)], 0, None, clean,
-                      {s.path: g for s, g in zip(samples, clean_guess)})
+    rows = robustness(
+        Stub(), samples, [Perturbation("jpeg", 75)], 0, None, clean, {s.path: g for s, g in zip(samples, clean_guess)}
+    )
     assert rows[1]["changed"] == 3 and rows[1]["right_to_wrong"] == 2 and rows[1]["wrong_to_right"] == 1
     assert abs(rows[1]["accuracy_drop"] - 1 / 6) < 1e-9  # the drop shows only the net 2 - 1

@@ -6,13 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from transferlab.backbones import create_model, get_spec, names
 from transferlab.cli import main
-from transferlab.export import Deployable, ExportError, export_model, export_run
+from transferlab.deploy.export import Deployable, ExportError, export_model, export_run
+from transferlab.models.registry import get_spec, names
+from transferlab.models.transfer import create_model
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("name", names())
+# TorchScript for every registered backbone; ONNX (whose dynamo exporter takes 5-25 s per model on
+# two cores) for one backbone of each kind of graph the contract must survive: timm with the
+# default bundled weights, torchvision with a residual body, a conv head pooled before the new head,
+# inception's auxiliary classifier and input transform, and a backbone with layer norm.
+ONNX_KINDS = ["efficientnet_lite0", "resnet18", "squeezenet1_0", "inception_v3", "convnext_tiny"]
+ROUND_TRIPS = [(n, "torchscript") for n in names()] + [(n, "onnx") for n in ONNX_KINDS]
+
+
+@pytest.mark.parametrize("name, fmt", ROUND_TRIPS, ids=[f"{f}-{n}" for n, f in ROUND_TRIPS])
 def test_export_round_trip_matches_eager_for_every_backbone(name, fmt, tmp_path):
     torch.manual_seed(0)
     spec = get_spec(name)
@@ -24,6 +32,7 @@ def test_export_round_trip_matches_eager_for_every_backbone(name, fmt, tmp_path)
         ref_p, ref_l = (t.numpy() for t in module(x))
     if fmt == "onnx":
         import onnxruntime as ort
+
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         got_p, got_l = sess.run(["probs", "logits"], {"image": x.numpy()})
     else:
@@ -46,13 +55,15 @@ def test_export_run_writes_model_and_contract_and_checks_parity(tiny_run, tmp_pa
 
 
 def test_export_fails_loudly_when_the_export_disagrees(tiny_run, tmp_path, monkeypatch):
-    import transferlab.export as ex
+    import transferlab.deploy.export as ex
+
     real = ex.export_model
 
     def broken(module, fmt, path, size, views=1):  # an exporter that loses the normalisation
         module.mean.zero_()
         module.std.fill_(1.0)
         return real(module, fmt, path, size, views)
+
     monkeypatch.setattr(ex, "export_model", broken)
     with pytest.raises(ExportError, match="disagrees with PyTorch"):
         export_run(tiny_run, "torchscript", tmp_path / "bad")
@@ -64,14 +75,17 @@ def test_int8_reports_accuracy_size_and_speed(tiny_run, tmp_path):
     q = export_run(tiny_run, "onnx", tmp_path / "q", int8=True)["int8"]
     assert (tmp_path / "q" / "model.int8.onnx").is_file() and (tmp_path / "q" / "model.int8.onnx.json").is_file()
     assert 0 < q["size_ratio"] < 0.7 and q["int8_images_per_s"] > 0 and q["float_images_per_s"] > 0
-    assert set(q["int8"]) == {"accuracy", "accuracy_at_threshold"} and 0 <= q["int8"]["accuracy"] <= 1
-    assert 0 <= q["parity_vs_float"]["identical_predictions"] <= 1
+    assert set(q["int8"]) == {"accuracy", "accuracy_at_threshold"}
+    # int8 keeps the float model's answers on (nearly) every validation image, and its accuracy
+    assert q["parity_vs_float"]["identical_predictions"] >= 0.75 and q["parity_vs_float"]["n"] > 0
+    assert abs(q["int8"]["accuracy"] - q["float"]["accuracy"]) <= 0.25
     with pytest.raises(ExportError, match="--format onnx"):
         export_run(tiny_run, "torchscript", tmp_path / "x", int8=True)
 
 
 def test_predict_with_an_exported_model_matches_the_run_and_needs_no_torch(tiny_run, tmp_path, capsys):
     from conftest import make_folder
+
     imgs = make_folder(tmp_path / "imgs", n=3)
     assert main(["export", str(tiny_run), "--out", str(tmp_path / "e")]) == 0
     capsys.readouterr()
@@ -81,25 +95,32 @@ def test_predict_with_an_exported_model_matches_the_run_and_needs_no_torch(tiny_
     b = json.loads((tmp_path / "onnx.json").read_text())
     assert a["decision"]["rule"] == b["decision"]["rule"]
     assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
-    assert max(abs(p["probs"][c] - q["probs"][c]) for p, q in zip(a["predictions"], b["predictions"])
-               for c in a["classes"]) < 1e-4
+    assert (
+        max(
+            abs(p["probs"][c] - q["probs"][c]) for p, q in zip(a["predictions"], b["predictions"]) for c in a["classes"]
+        )
+        < 1e-4
+    )
     # the same command in a Python where importing torch fails
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
-            "from transferlab.cli import main\n"
-            f"rc = main(['predict', {str(tmp_path / 'e' / 'model.onnx')!r}, {str(imgs)!r}, '--json', "
-            f"{str(tmp_path / 'notorch.json')!r}])\n"
-            "assert 'torch' not in [m.split('.')[0] for m, v in sys.modules.items() if v is not None]\n"
-            "sys.exit(rc)")
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
+        "from transferlab.cli import main\n"
+        f"rc = main(['predict', {str(tmp_path / 'e' / 'model.onnx')!r}, {str(imgs)!r}, '--json', "
+        f"{str(tmp_path / 'notorch.json')!r}])\n"
+        "assert 'torch' not in [m.split('.')[0] for m, v in sys.modules.items() if v is not None]\n"
+        "sys.exit(rc)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     c = json.loads((tmp_path / "notorch.json").read_text())
     assert [p["label"] for p in c["predictions"]] == [p["label"] for p in b["predictions"]]
 
 
-@pytest.mark.parametrize("name, views", [("efficientnet_lite0", 1), ("resnet18", 1), ("efficientnet_lite0", 4)])
+@pytest.mark.parametrize("name, views", [("resnet18", 1), ("efficientnet_lite0", 4)])
 def test_stage_model_exports_with_its_standardisation(name, views, tmp_path):
     """The fitted feature standardisation (and the averaging of crop views) travel inside the export."""
     import onnxruntime as ort
+
     torch.manual_seed(0)
     spec = get_spec(name)
     model = create_model(name, 2, pretrained=False, features="stages").eval()

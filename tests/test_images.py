@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transferlab.images import ImageReadError, check_image, is_image_name, load_rgb, to_rgb
+from transferlab.data.images import ImageReadError, check_image, is_image_name, load_rgb, to_rgb
 
 
 def test_every_mode_becomes_8bit_rgb(messy_folder):
@@ -39,8 +39,15 @@ def test_unicode_name_with_spaces_loads(messy_folder):
     assert load_rgb(root / "real" / "ñandú photo été.png").size == (40, 40)
 
 
-@pytest.mark.parametrize("name,word", [("fake/empty.jpg", "zero-byte"), ("real/notes.jpg", "not an image"),
-                                       ("real/truncated.jpg", "truncated"), ("fake/corrupt.jpg", "")])
+@pytest.mark.parametrize(
+    "name,word",
+    [
+        ("fake/empty.jpg", "zero-byte"),
+        ("real/notes.jpg", "not an image"),
+        ("real/truncated.jpg", "truncated"),
+        ("fake/corrupt.jpg", ""),
+    ],
+)
 def test_bad_files_raise_with_path_and_reason(messy_folder, name, word):
     root, _ = messy_folder
     with pytest.raises(ImageReadError) as e:

@@ -2,8 +2,9 @@ import pytest
 from PIL import Image
 
 from transferlab.config import load_config
-from transferlab.inference import Predictor, expand_inputs
-from transferlab.training import train
+from transferlab.data.index import expand_inputs
+from transferlab.predict.predictor import Predictor
+from transferlab.training.trainer import train
 
 
 @pytest.fixture
@@ -45,7 +46,14 @@ def test_threshold_changes_the_verdict(run_dir, tiny_folder):
 
 def test_expand_inputs(tiny_folder, tmp_path):
     (tmp_path / "empty").mkdir()
-    files, problems = expand_inputs([tiny_folder / "fake", str(tiny_folder / "real" / "*.png"),
-                                     tmp_path / "missing.jpg", tmp_path / "empty", tiny_folder])
+    files, problems = expand_inputs(
+        [
+            tiny_folder / "fake",
+            str(tiny_folder / "real" / "*.png"),
+            tmp_path / "missing.jpg",
+            tmp_path / "empty",
+            tiny_folder,
+        ]
+    )
     assert len(files) == 20  # the last argument repeats the first two: no duplicates
     assert {p for p, _ in problems} == {str(tmp_path / "missing.jpg"), str(tmp_path / "empty")}

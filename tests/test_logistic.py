@@ -1,10 +1,11 @@
 """The logistic head: deterministic, cross-validated strength, folds that keep an image's views together."""
+
 import numpy as np
 import pytest
 import torch
 
-from transferlab.backbones import create_model
-from transferlab.logistic import C_GRID, _folds, fit_logistic
+from transferlab.models.transfer import create_model
+from transferlab.training.logistic import C_GRID, _folds, fit_logistic
 
 
 def _data(n=60, v=3, d=20, seed=0):
@@ -38,6 +39,7 @@ def test_fit_is_deterministic_and_separates_the_classes():
 
 def test_two_class_logits_reproduce_sklearn_probabilities():
     from sklearn.linear_model import LogisticRegression
+
     feats, labels = _data(v=1)
     model = _model()
     found = fit_logistic(model, feats, labels, seed=0)

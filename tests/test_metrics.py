@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from transferlab.metrics import (accuracy, binary_scores, classification_report, eer_threshold, equal_error_rate,
-                                 guess_positive)
+from transferlab.metrics import (
+    accuracy,
+    binary_scores,
+    classification_report,
+    eer_threshold,
+    equal_error_rate,
+    guess_positive,
+)
 
 
 def test_guess_positive():
@@ -17,7 +23,7 @@ def test_guess_positive():
 
 def test_report_confusion_orientation_and_per_class():
     labels = np.array([0, 0, 0, 1, 1])
-    probs = np.array([[.9, .1], [.8, .2], [.3, .7], [.4, .6], [.1, .9]])
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.1, 0.9]])
     r = classification_report(labels, probs, ["a", "b"], positive=1)
     assert r["confusion_matrix"] == [[2, 1], [0, 2]]  # rows true, columns predicted
     assert r["accuracy"] == pytest.approx(0.8)
@@ -28,7 +34,7 @@ def test_report_confusion_orientation_and_per_class():
 
 def test_eer_of_separable_and_random_scores():
     y = np.array([0] * 50 + [1] * 50)
-    eer, thr = equal_error_rate(y, np.r_[np.linspace(0, .4, 50), np.linspace(.6, 1, 50)])
+    eer, thr = equal_error_rate(y, np.r_[np.linspace(0, 0.4, 50), np.linspace(0.6, 1, 50)])
     assert eer == 0.0 and 0.4 <= thr <= 0.6
     rng = np.random.default_rng(0)
     eer, _ = equal_error_rate(rng.integers(0, 2, 4000), rng.random(4000))
@@ -37,7 +43,7 @@ def test_eer_of_separable_and_random_scores():
 
 def test_threshold_from_validation_changes_accuracy():
     labels = np.array([0, 0, 1, 1])
-    probs = np.array([[.2, .8], [.3, .7], [.1, .9], [.05, .95]])  # all argmax 1, but separable at .85
+    probs = np.array([[0.2, 0.8], [0.3, 0.7], [0.1, 0.9], [0.05, 0.95]])  # all argmax 1, but separable at .85
     assert accuracy(labels, probs) == 0.5
     thr = eer_threshold(labels, probs, positive=1)
     assert 0.8 < thr <= 0.9
@@ -45,5 +51,5 @@ def test_threshold_from_validation_changes_accuracy():
 
 
 def test_single_class_binary_scores_are_undefined_not_crashing():
-    r = binary_scores(np.array([1, 1]), np.array([[.2, .8], [.4, .6]]), 1)
+    r = binary_scores(np.array([1, 1]), np.array([[0.2, 0.8], [0.4, 0.6]]), 1)
     assert r["roc_auc"] is None and "undefined" in r["note"]

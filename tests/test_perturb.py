@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transferlab.perturb import Perturbation, blur, jpeg, noise, parse_perturbations, resize, saltpepper
+from transferlab.data.perturb import Perturbation, blur, jpeg, noise, parse_perturbations, resize, saltpepper
 
 
 @pytest.fixture
 def photo() -> Image.Image:
     from skimage import data
+
     return Image.fromarray(data.astronaut()).resize((128, 128))
 
 
@@ -21,9 +22,17 @@ def test_parse_perturbations_names_and_values():
     assert parse_perturbations("") == [] and parse_perturbations(None) == []
 
 
-@pytest.mark.parametrize("bad, words", [("jpg:75", "unknown perturbation 'jpg'"), ("jpeg:high", "needs a number"),
-                                        ("jpeg:0", "out of range"), ("blur:-1", "out of range"),
-                                        ("resize:9", "out of range"), ("jpeg:75.5", "out of range")])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ("jpg:75", "unknown perturbation 'jpg'"),
+        ("jpeg:high", "needs a number"),
+        ("jpeg:0", "out of range"),
+        ("blur:-1", "out of range"),
+        ("resize:9", "out of range"),
+        ("jpeg:75.5", "out of range"),
+    ],
+)
 def test_parse_perturbations_rejects_with_the_fix(bad, words):
     with pytest.raises(ValueError, match=words):
         parse_perturbations(bad)
@@ -36,6 +45,7 @@ def test_lower_jpeg_quality_loses_more(photo):
 def test_blur_removes_detail_and_zero_is_identity(photo):
     def detail(im):
         return float(np.abs(np.diff(np.asarray(im, np.float32), axis=1)).mean())
+
     assert detail(blur(photo, 2)) < detail(blur(photo, 0.5)) < detail(photo)
     assert blur(photo, 0) is photo
 

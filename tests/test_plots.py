@@ -1,11 +1,11 @@
 import numpy as np
 from PIL import Image
 
-from transferlab.plots import GREEN, RED, plot_confusion, plot_curves, plot_prediction_grid, plot_roc
+from transferlab.reports.plots import GREEN, RED, plot_confusion, plot_curves, plot_prediction_grid, plot_roc
 
 
 def _colour_fraction(path, hex_colour):
-    rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
     img = np.asarray(Image.open(path).convert("RGB")).astype(int)
     return (np.abs(img - rgb).sum(2) < 30).mean()
 
@@ -19,9 +19,14 @@ def test_prediction_grid_titles_green_right_red_wrong(tmp_path):
 
 
 def test_other_figures_are_written(tmp_path):
-    hist = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_acc": .5 + e / 20, "val_acc": .5 + e / 25}
-            for e in range(1, 4)]
-    for p in (plot_curves(hist, tmp_path / "c.png"), plot_confusion([[3, 1], [0, 4]], ["a", "b"], tmp_path / "m.png"),
-              plot_roc(np.array([0, .2, 1]), np.array([0, .8, 1]), 0.8, tmp_path / "r.png", eer=0.2)):
+    hist = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_acc": 0.5 + e / 20, "val_acc": 0.5 + e / 25}
+        for e in range(1, 4)
+    ]
+    for p in (
+        plot_curves(hist, tmp_path / "c.png"),
+        plot_confusion([[3, 1], [0, 4]], ["a", "b"], tmp_path / "m.png"),
+        plot_roc(np.array([0, 0.2, 1]), np.array([0, 0.8, 1]), 0.8, tmp_path / "r.png", eer=0.2),
+    ):
         with Image.open(p) as im:
             assert im.size[0] > 200 and im.size[1] > 200

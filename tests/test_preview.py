@@ -2,7 +2,7 @@ import numpy as np
 from PIL import Image
 
 from transferlab.cli import main
-from transferlab.preview import preview_rows
+from transferlab.lab.preview import preview_rows
 
 FAST = {"model": "scratch_cnn", "image_size": 32}
 
@@ -22,7 +22,26 @@ def test_preview_rows_show_what_the_model_sees(tiny_folder):
 
 def test_show_cli_writes_the_grid(tiny_folder, tmp_path, capsys):
     out = tmp_path / "p.png"
-    assert main(["show", str(tiny_folder), "--out", str(out), "-n", "2", "--views", "4", "--augment", "strong",
-                 "--model", "scratch_cnn", "--image-size", "32"]) == 0
+    assert (
+        main(
+            [
+                "show",
+                str(tiny_folder),
+                "--out",
+                str(out),
+                "-n",
+                "2",
+                "--views",
+                "4",
+                "--augment",
+                "strong",
+                "--model",
+                "scratch_cnn",
+                "--image-size",
+                "32",
+            ]
+        )
+        == 0
+    )
     assert "augment=strong" in capsys.readouterr().out
     assert Image.open(out).size == (950, 450)  # 5 columns of 1.9 in, 2 rows of 2 in + title, at 100 dpi

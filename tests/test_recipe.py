@@ -1,37 +1,51 @@
 """recipe auto: detect for real/fake data, classic otherwise; explicit settings win."""
+
 import pytest
 
 from transferlab.config import ConfigError, load_config
-from transferlab.recipe import resolve
+from transferlab.training.recipe import resolve
 
 
 def test_real_fake_data_gets_the_detect_recipe():
     cfg, notes = resolve(load_config(None, {}), ["fake", "real"])
-    assert (cfg.recipe, cfg.features, cfg.head, cfg.image_size, cfg.augment) == \
-        ("detect", "stages", "logistic", 448, "robust")
+    assert (cfg.recipe, cfg.features, cfg.head, cfg.image_size, cfg.augment) == (
+        "detect",
+        "stages",
+        "logistic",
+        448,
+        "robust",
+    )
     assert any("detect" in n for n in notes)
 
 
 def test_other_data_keeps_the_classic_recipe():
     cfg, _ = resolve(load_config(None, {}), ["ants", "bees"])
-    assert (cfg.recipe, cfg.features, cfg.head, cfg.image_size, cfg.augment) == \
-        ("classic", "last", "sgd", None, "light")
+    assert (cfg.recipe, cfg.features, cfg.head, cfg.image_size, cfg.augment) == (
+        "classic",
+        "last",
+        "sgd",
+        None,
+        "light",
+    )
 
 
-@pytest.mark.parametrize("mode, head, size", [("finetune", "sgd", None), ("lpft", "logistic", None),
-                                              ("scratch", "sgd", None)])
+@pytest.mark.parametrize(
+    "mode, head, size", [("finetune", "sgd", None), ("lpft", "logistic", None), ("scratch", "sgd", None)]
+)
 def test_detect_recipe_per_mode(mode, head, size):
-    cfg, _ = resolve(load_config(None, {"mode": mode, "model": "scratch_cnn" if mode == "scratch" else
-                                        "efficientnet_lite0"}), ["real", "fake"])
+    cfg, _ = resolve(
+        load_config(None, {"mode": mode, "model": "scratch_cnn" if mode == "scratch" else "efficientnet_lite0"}),
+        ["real", "fake"],
+    )
     assert (cfg.head, cfg.image_size) == (head, size)
     assert cfg.features == ("last" if mode == "scratch" else "stages")
 
 
 def test_explicit_settings_win():
-    cfg, _ = resolve(load_config(None, {"features": "last", "image_size": 224, "head": "sgd", "augment": "light"}),
-                     ["fake", "real"])
-    assert (cfg.recipe, cfg.features, cfg.head, cfg.image_size, cfg.augment) == \
-        ("detect", "last", "sgd", 224, "light")
+    cfg, _ = resolve(
+        load_config(None, {"features": "last", "image_size": 224, "head": "sgd", "augment": "light"}), ["fake", "real"]
+    )
+    assert (cfg.recipe, cfg.features, cfg.head, cfg.image_size, cfg.augment) == ("detect", "last", "sgd", 224, "light")
     cfg, _ = resolve(load_config(None, {"recipe": "detect"}), ["ants", "bees"])
     assert (cfg.features, cfg.head, cfg.image_size) == ("stages", "logistic", 448)
 

@@ -1,9 +1,9 @@
 import re
 
 from transferlab.config import load_config
-from transferlab.evaluation import evaluate_run
-from transferlab.report import fmt, table
-from transferlab.training import train
+from transferlab.evaluation.scoring import evaluate_run
+from transferlab.reports.html import fmt, table
+from transferlab.training.trainer import train
 
 
 def _images(html: str) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from transferlab.serve import create_app
+from transferlab.deploy.serve import create_app
 
 
 def _jpeg(seed: int = 0, size: int = 40) -> bytes:
@@ -43,18 +43,23 @@ def test_predict_one_and_several_images(client):
     assert x["label"] == ("fake" if x["probs"]["fake"] >= thr else "real")  # the saved threshold decides
     png = io.BytesIO()
     Image.new("RGB", (50, 30), (200, 10, 10)).save(png, "PNG")
-    r = client.post("/predict?explain=true", files=[("files", ("a.jpg", _jpeg(1), "image/jpeg")),
-                                                    ("files", ("b.png", png.getvalue(), "image/png"))])
+    r = client.post(
+        "/predict?explain=true",
+        files=[("files", ("a.jpg", _jpeg(1), "image/jpeg")), ("files", ("b.png", png.getvalue(), "image/png"))],
+    )
     assert r.status_code == 200 and [x["filename"] for x in r.json()["results"]] == ["a.jpg", "b.png"]
     assert all(x["heatmap"].startswith("data:image/png;base64,") for x in r.json()["results"])
 
 
-@pytest.mark.parametrize("name, data, status, words", [
-    ("big.jpg", _jpeg(2, 400), 413, "larger than"),
-    ("empty.jpg", b"", 400, "zero-byte"),
-    ("notes.jpg", b"just some text, not a picture" * 10, 415, "not an image"),
-    ("cut.jpg", _jpeg(3, 100)[:4000], 400, "truncated"),
-])
+@pytest.mark.parametrize(
+    "name, data, status, words",
+    [
+        ("big.jpg", _jpeg(2, 400), 413, "larger than"),
+        ("empty.jpg", b"", 400, "zero-byte"),
+        ("notes.jpg", b"just some text, not a picture" * 10, 415, "not an image"),
+        ("cut.jpg", _jpeg(3, 100)[:4000], 400, "truncated"),
+    ],
+)
 def test_bad_uploads_get_a_clear_4xx_naming_the_file(client, name, data, status, words):
     r = client.post("/predict", files=[("files", (name, data, "image/jpeg"))])
     assert r.status_code == status, r.text
@@ -67,7 +72,8 @@ def test_a_pdf_disguised_as_png_is_refused_by_content(client):
 
 
 def test_serves_an_exported_onnx_model_without_heatmaps(tiny_run, tmp_path):
-    from transferlab.export import export_run
+    from transferlab.deploy.export import export_run
+
     export_run(tiny_run, "onnx", tmp_path / "e")
     c = TestClient(create_app(tmp_path / "e" / "model.onnx"))
     assert c.get("/model").json()["backend"] == "onnx"
@@ -81,6 +87,7 @@ def test_serves_an_exported_onnx_model_without_heatmaps(tiny_run, tmp_path):
 @pytest.fixture
 def server(tiny_run):
     import uvicorn
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -99,6 +106,7 @@ def server(tiny_run):
 @pytest.mark.browser
 def test_upload_in_a_real_browser_shows_the_verdict(server, browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
+
     img = tmp_path / "face.jpg"
     img.write_bytes(_jpeg(5, 64))
     browser.get(server + "/")
@@ -107,16 +115,21 @@ def test_upload_in_a_real_browser_shows_the_verdict(server, browser, tmp_path):
     assert browser.find_element("id", "verdict").text in ("fake", "real")
     assert "P(fake)" in browser.find_element("id", "probability").text
     assert "threshold" in browser.find_element("id", "threshold").text
-    WebDriverWait(browser, 10).until(lambda d: d.execute_script(
-        "const h = document.getElementById('heatmap'); return h.complete && h.naturalWidth > 0;"))
+    WebDriverWait(browser, 10).until(
+        lambda d: d.execute_script(
+            "const h = document.getElementById('heatmap'); return h.complete && h.naturalWidth > 0;"
+        )
+    )
     assert browser.find_element("id", "error").text == ""
     browser.save_screenshot(str(tmp_path / "page.png"))
 
 
 # -- reliability: limits, queue, concurrency ---------------------------------------------------------
 
+
 def _bomb(w: int = 11000, h: int = 11000) -> bytes:
     from test_badinputs import png_bomb
+
     return png_bomb(w, h)
 
 
@@ -139,8 +152,9 @@ def test_host_header_is_checked_and_torchscript_needs_trust(tiny_run, tmp_path):
     c = TestClient(create_app(tiny_run, allowed_hosts=["127.0.0.1", "localhost"]), base_url="http://localhost")
     assert c.get("/health").status_code == 200
     assert c.get("/health", headers={"host": "attacker.example"}).status_code == 400
-    from transferlab.export import export_run
-    from transferlab.exported import ContractError
+    from transferlab.deploy.export import export_run
+    from transferlab.predict.contract import ContractError
+
     export_run(tiny_run, "torchscript", tmp_path / "ts")
     with pytest.raises(ContractError, match="trust-torchscript"):
         create_app(tmp_path / "ts" / "model.torchscript.pt")
@@ -150,6 +164,7 @@ def test_host_header_is_checked_and_torchscript_needs_trust(tiny_run, tmp_path):
 
 def test_a_full_queue_answers_503_and_health_stays_responsive(tiny_run, monkeypatch):
     import concurrent.futures
+
     app = create_app(tiny_run, workers=1, queue=1)
     gate = threading.Event()
     real = app.state.model.predictor.predict
@@ -157,12 +172,15 @@ def test_a_full_queue_answers_503_and_health_stays_responsive(tiny_run, monkeypa
     def slow(images):
         gate.wait(30)
         return real(images)
+
     monkeypatch.setattr(app.state.model.predictor, "predict", slow)
     with _serving(app) as url:
         import httpx
+
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            first = pool.submit(httpx.post, url + "/predict", files=[("files", ("a.jpg", _jpeg(0), "image/jpeg"))],
-                                timeout=60)
+            first = pool.submit(
+                httpx.post, url + "/predict", files=[("files", ("a.jpg", _jpeg(0), "image/jpeg"))], timeout=60
+            )
             time.sleep(1.0)  # the first request now holds the only slot
             t0 = time.perf_counter()
             assert httpx.get(url + "/health", timeout=10).status_code == 200
@@ -179,6 +197,7 @@ class _serving:
 
     def __init__(self, app):
         import uvicorn
+
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -203,11 +222,25 @@ def frozen_run(tmp_path_factory):
     """A features-mode run (frozen body: Grad-CAM must turn autograd on without touching the model)."""
     from conftest import make_folder
     from transferlab.config import load_config
-    from transferlab.training import train
+    from transferlab.training.trainer import train
+
     tmp = tmp_path_factory.mktemp("frozen_run")
     data = make_folder(tmp / "data", n=8)
-    train(load_config(None, {"data": str(data), "out": str(tmp / "run"), "mode": "features", "recipe": "classic",
-                             "image_size": 32, "epochs": 1, "progress": False, "num_workers": 0}))
+    train(
+        load_config(
+            None,
+            {
+                "data": str(data),
+                "out": str(tmp / "run"),
+                "mode": "features",
+                "recipe": "classic",
+                "image_size": 32,
+                "epochs": 1,
+                "progress": False,
+                "num_workers": 0,
+            },
+        )
+    )
     return tmp / "run"
 
 
@@ -216,14 +249,17 @@ def test_parallel_explain_requests_each_get_their_own_answer(run, request):
     import concurrent.futures
 
     import httpx
+
     app = create_app(request.getfixturevalue(run), workers=4, queue=64)
     images = [_jpeg(10 + i, 48) for i in range(16)]
 
     def ask(i: int) -> dict:
-        r = httpx.post(url + "/predict?explain=true", files=[("files", (f"{i}.jpg", images[i], "image/jpeg"))],
-                       timeout=120)
+        r = httpx.post(
+            url + "/predict?explain=true", files=[("files", (f"{i}.jpg", images[i], "image/jpeg"))], timeout=120
+        )
         assert r.status_code == 200, r.text
         return r.json()["results"][0]
+
     with _serving(app) as url:
         alone = [ask(i) for i in range(16)]
         with concurrent.futures.ThreadPoolExecutor(16) as pool:

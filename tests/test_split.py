@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from transferlab.data import load_index
-from transferlab.split import SplitSpec, duplicate_files, make_split, read_groups, split_folder
-
 from conftest import FACES, make_folder
+from transferlab.data.index import load_index
+from transferlab.data.split import SplitSpec, duplicate_files, make_split, read_groups, split_folder
 
 
 def _side(splits, path):
@@ -19,8 +18,11 @@ def _side(splits, path):
 def test_counts_per_class_and_rest_to_test(tmp_path):
     src = make_folder(tmp_path / "src", n=10)
     idx, warnings = split_folder(src, tmp_path / "out", SplitSpec(train_per_class=6, val_per_class=2, seed=3))
-    assert idx.counts() == {"train": {"fake": 6, "real": 6}, "val": {"fake": 2, "real": 2},
-                            "test": {"fake": 2, "real": 2}}
+    assert idx.counts() == {
+        "train": {"fake": 6, "real": 6},
+        "val": {"fake": 2, "real": 2},
+        "test": {"fake": 2, "real": 2},
+    }
     assert warnings == []
     back = load_index(tmp_path / "out" / "split.csv")  # the manifest is a data source of its own
     assert back.counts() == idx.counts()

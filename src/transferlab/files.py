@@ -5,13 +5,15 @@ disk, then renamed over the target (a crash leaves the old file or the new one, 
 files get the permissions the process umask allows, like any other file the user creates. Text is
 UTF-8 with ``surrogateescape``: a file name that is not valid UTF-8 is written back as its own bytes.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, IO
+from typing import IO
 
 __all__ = ["atomic_write", "write_text", "write_bytes", "clean_temporaries", "OutputError", "check_writable"]
 
@@ -27,10 +29,16 @@ def _umask() -> int:
 
 
 def _explain(path: Path, e: OSError) -> OutputError:
-    why = {errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.EROFS: "read-only file system",
-           errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}.get(e.errno, e.strerror)
-    return OutputError(e.errno or 0, f"cannot write '{path}': {why}; choose another output folder (--out) "
-                                     "or free the space")
+    why = {
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+    }.get(e.errno, e.strerror)
+    return OutputError(
+        e.errno or 0, f"cannot write '{path}': {why}; choose another output folder (--out) or free the space"
+    )
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:

@@ -3,6 +3,7 @@
 All functions take ``labels (N,)`` ints and ``probs (N, C)`` floats and return plain
 Python data (JSON-ready).
 """
+
 from __future__ import annotations
 
 import re
@@ -10,8 +11,16 @@ import re
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["guess_positive", "looks_real_fake", "binary_scores", "equal_error_rate", "eer_threshold", "between",
-           "classification_report", "accuracy"]
+__all__ = [
+    "guess_positive",
+    "looks_real_fake",
+    "binary_scores",
+    "equal_error_rate",
+    "eer_threshold",
+    "between",
+    "classification_report",
+    "accuracy",
+]
 
 _FAKE = re.compile(r"fake|synthetic|generated|manipulated|spoof|forged|(^|[^a-z])gan([^a-z]|$)", re.I)
 
@@ -60,7 +69,7 @@ def between(thr: np.ndarray, i: int) -> float:
     if i + 1 >= len(thr):
         return hi
     lo = float(thr[i + 1])
-    logit = lambda p: np.log(np.clip(p, 1e-7, 1 - 1e-7) / (1 - np.clip(p, 1e-7, 1 - 1e-7)))  # noqa: E731
+    logit = lambda p: np.log(np.clip(p, 1e-7, 1 - 1e-7) / (1 - np.clip(p, 1e-7, 1 - 1e-7)))
     return float(1.0 / (1.0 + np.exp(-(logit(hi) + logit(lo)) / 2)))
 
 
@@ -72,28 +81,39 @@ def eer_threshold(labels: np.ndarray, probs: np.ndarray, positive: int) -> float
     return equal_error_rate(y, np.asarray(probs)[:, positive])[1]
 
 
-def binary_scores(labels: np.ndarray, probs: np.ndarray, positive: int,
-                  threshold: float | None = None) -> dict:
+def binary_scores(labels: np.ndarray, probs: np.ndarray, positive: int, threshold: float | None = None) -> dict:
     """ROC-AUC, average precision, EER and (given ``threshold``) accuracy at that threshold."""
     y = (np.asarray(labels) == positive).astype(int)
     score = np.asarray(probs)[:, positive]
     out: dict = {"positive_class_index": positive}
     if y.min() == y.max():
-        out.update(roc_auc=None, average_precision=None, eer=None,
-                   note="only one class present: ROC-AUC, AP and EER are undefined")
+        out.update(
+            roc_auc=None,
+            average_precision=None,
+            eer=None,
+            note="only one class present: ROC-AUC, AP and EER are undefined",
+        )
     else:
         eer, eer_thr = equal_error_rate(y, score)
-        out.update(roc_auc=float(skm.roc_auc_score(y, score)),
-                   average_precision=float(skm.average_precision_score(y, score)),
-                   eer=eer, eer_threshold=eer_thr)
+        out.update(
+            roc_auc=float(skm.roc_auc_score(y, score)),
+            average_precision=float(skm.average_precision_score(y, score)),
+            eer=eer,
+            eer_threshold=eer_thr,
+        )
     if threshold is not None:
         out["threshold"] = float(threshold)
         out["accuracy_at_threshold"] = float(((score >= threshold).astype(int) == y).mean())
     return out
 
 
-def classification_report(labels: np.ndarray, probs: np.ndarray, classes: list[str],
-                          positive: int | None = None, threshold: float | None = None) -> dict:
+def classification_report(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    classes: list[str],
+    positive: int | None = None,
+    threshold: float | None = None,
+) -> dict:
     """Accuracy, per-class accuracy, confusion matrix, precision/recall/F1 and, for two classes,
     :func:`binary_scores`. The confusion matrix is ``cm[true][pred]``."""
     labels = np.asarray(labels)
@@ -105,13 +125,24 @@ def classification_report(labels: np.ndarray, probs: np.ndarray, classes: list[s
     per_class = {}
     for i, name in enumerate(classes):
         n = int(cm[i].sum())
-        per_class[name] = {"accuracy": float(cm[i, i] / n) if n else None, "precision": float(p[i]),
-                           "recall": float(r[i]), "f1": float(f1[i]), "support": int(support[i])}
-    out = {"n": int(len(labels)), "accuracy": accuracy(labels, probs),
-           "balanced_accuracy": float(np.mean([v["accuracy"] for v in per_class.values()
-                                                if v["accuracy"] is not None])) if len(labels) else 0.0,
-           "macro_f1": float(np.mean(f1)), "per_class": per_class,
-           "confusion_matrix": cm.tolist(), "classes": list(classes)}
+        per_class[name] = {
+            "accuracy": float(cm[i, i] / n) if n else None,
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+    out = {
+        "n": int(len(labels)),
+        "accuracy": accuracy(labels, probs),
+        "balanced_accuracy": float(np.mean([v["accuracy"] for v in per_class.values() if v["accuracy"] is not None]))
+        if len(labels)
+        else 0.0,
+        "macro_f1": float(np.mean(f1)),
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "classes": list(classes),
+    }
     if len(classes) == 2:
         pos = guess_positive(list(classes)) if positive is None else positive
         out["binary"] = binary_scores(labels, probs, pos, threshold)

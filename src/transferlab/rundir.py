@@ -7,15 +7,17 @@ checkpoints, both with the decision threshold once training has finished), ``sum
 ``eval.json`` (after ``transferlab evaluate``) and the figures and ``report.html``. Every file is
 written atomically (:mod:`transferlab.files`).
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -92,11 +94,14 @@ class RunFolder:
             raise RunFolderError(f"--out '{p}' is a file, not a folder; choose another --out")
         if p.is_dir() and any(p.iterdir()):
             if not self.is_run():
-                raise RunFolderError(f"--out '{p}' exists and is not empty (and is not a run folder); "
-                                     "choose a new folder for the run")
+                raise RunFolderError(
+                    f"--out '{p}' exists and is not empty (and is not a run folder); choose a new folder for the run"
+                )
             if not overwrite:
-                raise RunFolderError(f"'{p}' holds a run already; continue it with --resume {p}, replace it with "
-                                     "--overwrite, or choose another --out")
+                raise RunFolderError(
+                    f"'{p}' holds a run already; continue it with --resume {p}, replace it with "
+                    "--overwrite, or choose another --out"
+                )
             try:
                 shutil.rmtree(p)
             except OSError as e:
@@ -113,17 +118,20 @@ class RunFolder:
 
     def read_config(self, overrides: dict | None = None) -> TrainConfig:
         if not self.config.is_file():
-            raise RunFolderError(f"'{self.path}' is not a run folder (no config.yaml); give the data and --out to "
-                                 "start a run")
+            raise RunFolderError(
+                f"'{self.path}' is not a run folder (no config.yaml); give the data and --out to start a run"
+            )
         saved = yaml.safe_load(self.config.read_text(encoding="utf-8", errors="surrogateescape")) or {}
         return load_config(None, overrides or {}, base=TrainConfig(**saved))
 
     def write_split(self, index) -> None:
-        from .data import write_manifest
+        from .data.index import write_manifest
+
         write_manifest(index, self.split, relative=False)
 
     def read_split(self, verify: bool = True):
-        from .data import read_manifest
+        from .data.index import read_manifest
+
         return read_manifest(self.split, verify=verify)
 
     # -- per-epoch metrics ----------------------------------------------------------------------

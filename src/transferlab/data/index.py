@@ -1,0 +1,327 @@
+"""Finding labelled images: ImageFolder (flat or pre-split) and CSV manifests.
+
+A data source becomes a :class:`DataIndex`: class names, samples per split, and the files
+that were skipped with the reason. Nothing here decodes pixels except :class:`ImageDataset`,
+which skips unreadable files at load time instead of crashing the epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .images import ImageReadError, check_image, is_image_name
+
+__all__ = [
+    "SPLITS",
+    "DataError",
+    "Sample",
+    "DataIndex",
+    "load_index",
+    "read_manifest",
+    "write_manifest",
+    "carve_validation",
+    "conflicting_copies",
+    "printable",
+    "file_digest",
+    "expand_inputs",
+]
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print anywhere: file-name bytes that are not UTF-8 shown as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+SPLITS = ("train", "val", "test")
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+class DataError(ValueError):
+    """A data set that cannot be used as given; the message names the path and the fix."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: int
+
+
+@dataclass
+class DataIndex:
+    """Class names, samples per split and skipped files of one data source."""
+
+    root: str
+    classes: list[str]
+    splits: dict[str, list[Sample]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{split: {class: count}}`` for the summary and the report."""
+        out = {}
+        for split, samples in self.splits.items():
+            c = Counter(s.label for s in samples)
+            out[split] = {name: c.get(i, 0) for i, name in enumerate(self.classes)}
+        return out
+
+    def all_samples(self) -> list[Sample]:
+        return [s for split in SPLITS for s in self.splits.get(split, [])]
+
+
+def _list_class_dir(folder: Path, skipped: list[tuple[str, str]], verify: bool) -> list[str]:
+    """Readable-looking image files in ``folder`` (recursively), sorted; others go to ``skipped``."""
+    good = []
+    for p in sorted(folder.rglob("*")):
+        if p.name.startswith("."):
+            continue
+        if p.is_symlink() and not p.exists():  # dangling, or a loop (a link to itself)
+            skipped.append((str(p), "broken or looping symbolic link"))
+            continue
+        if not p.is_file():
+            continue
+        if not is_image_name(p):
+            skipped.append((str(p), f"not an image file name (suffix '{p.suffix}')"))
+            continue
+        if verify:
+            try:
+                check_image(p)
+            except ImageReadError as e:
+                skipped.append((str(p), e.reason))
+                continue
+        good.append(str(p))
+    return good
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _scan_folder(root: Path, classes: list[str] | None, skipped, verify) -> tuple[list[str], list[Sample]]:
+    dirs = _class_dirs(root)
+    names = [d.name for d in dirs] if classes is None else classes
+    samples: list[Sample] = []
+    for d in dirs:
+        if d.name not in names:
+            raise DataError(f"class folder '{d}' is not one of the training classes {names}; rename it or remove it")
+        before = len(skipped)
+        files = _list_class_dir(d, skipped, verify)
+        if not files:
+            bad = [f"{Path(p).name} ({r})" for p, r in skipped[before:]]
+            detail = (
+                f" ({len(bad)} files skipped: {', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})" if bad else ""
+            )
+            raise DataError(f"class folder '{d}' has no readable images{detail}; add images or remove the folder")
+        samples += [Sample(f, names.index(d.name)) for f in files]
+    return names, samples
+
+
+def load_index(source: str | Path, verify: bool = True) -> DataIndex:
+    """Index a data source.
+
+    ``source`` is a flat ImageFolder (``root/<class>/*``), a pre-split one
+    (``root/{train,val,test}/<class>/*``) or a CSV manifest (``path,label[,split]``).
+    A flat folder puts everything in ``train``. Raises :class:`DataError`.
+    """
+    src = Path(source)
+    if not src.exists():
+        raise DataError(f"data path '{src}' does not exist")
+    if src.is_file():
+        if src.suffix.lower() != ".csv":
+            raise DataError(f"'{src}' is a file but not a CSV manifest (path,label[,split])")
+        return read_manifest(src, verify=verify)
+    skipped: list[tuple[str, str]] = []
+    sub = {d.name.lower(): d for d in _class_dirs(src)}
+    split_dirs = {_SPLIT_ALIASES[k]: d for k, d in sub.items() if k in _SPLIT_ALIASES}
+    if "train" in split_dirs or ("test" in split_dirs and len(split_dirs) == len(sub)):
+        classes: list[str] | None = None
+        splits: dict[str, list[Sample]] = {}
+        for split in SPLITS:
+            if split in split_dirs:
+                found, samples = _scan_folder(split_dirs[split], classes, skipped, verify)
+                classes = classes or found
+                splits[split] = samples
+        index = DataIndex(str(src), classes or [], splits, skipped)
+    else:
+        classes, samples = _scan_folder(src, None, skipped, verify)
+        index = DataIndex(str(src), classes, {"train": samples}, skipped)
+    _check_classes(index)
+    return index
+
+
+def _check_classes(index: DataIndex) -> None:
+    if len(index.classes) < 2:
+        raise DataError(
+            f"'{index.root}' has {len(index.classes)} class(es) {index.classes}; "
+            "a classifier needs at least two class folders (root/<class>/images)"
+        )
+
+
+def _read_manifest_rows(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """``(path, label, split)`` rows of a manifest, each file once, and notes (duplicate rows).
+
+    Text that is not UTF-8 (e.g. Latin-1) keeps its bytes through ``surrogateescape``, so file
+    names with any bytes a file system allows still find their files."""
+    base = path.parent
+    rows: dict[str, tuple[str, str, str]] = {}
+    notes, dup = [], 0
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            reader = csv.DictReader(f)
+            cols = set(reader.fieldnames or [])
+            if not {"path", "label"} <= cols:
+                raise DataError(
+                    f"manifest '{path}' needs a header with columns path,label[,split]; found {sorted(cols)}"
+                )
+            for n, row in enumerate(reader, start=2):
+                raw, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
+                if "\x00" in raw:
+                    raise DataError(f"manifest '{path}' line {n}: the path holds a NUL character; fix the row")
+                if not raw or not label:
+                    raise DataError(
+                        f"manifest '{path}' line {n}: {'path' if not raw else 'label'} is empty; "
+                        "every row needs path,label[,split]"
+                    )
+                split = _SPLIT_ALIASES.get((row.get("split") or "train").strip().lower())
+                if split is None:
+                    raise DataError(f"manifest '{path}' line {n}: split '{row.get('split')}' is not train, val or test")
+                p = Path(raw)
+                full = os.path.normpath(p if p.is_absolute() else base / p)
+                if full in rows:
+                    if rows[full][1:] != (label, split):
+                        raise DataError(
+                            f"manifest '{path}' line {n}: '{raw}' is listed again as {label}/{split}, "
+                            f"earlier as {rows[full][1]}/{rows[full][2]}; keep one row per file"
+                        )
+                    dup += 1
+                    continue
+                rows[full] = (full, label, split)
+    except csv.Error as e:
+        raise DataError(f"manifest '{path}' is not a readable CSV ({e})") from None
+    except UnicodeError as e:
+        raise DataError(f"manifest '{path}' cannot be decoded ({e}); save it as UTF-8") from None
+    if dup:
+        notes.append(f"manifest '{path}': {dup} duplicate row(s) ignored (each file counts once)")
+    return list(rows.values()), notes
+
+
+def read_manifest(path: str | Path, verify: bool = True) -> DataIndex:
+    """Read a ``path,label[,split]`` CSV. Relative paths are relative to the CSV's folder."""
+    path = Path(path)
+    rows, notes = _read_manifest_rows(path)
+    classes = sorted({label for _, label, _ in rows})
+    skipped: list[tuple[str, str]] = []
+    splits: dict[str, list[Sample]] = {}
+    for p, label, split in rows:
+        if verify:
+            try:
+                check_image(p)
+            except ImageReadError as e:
+                skipped.append((p, e.reason))
+                continue
+        splits.setdefault(split, []).append(Sample(p, classes.index(label)))
+    index = DataIndex(str(path), classes, {s: splits[s] for s in SPLITS if s in splits}, skipped, notes)
+    _check_classes(index)
+    for i, name in enumerate(classes):
+        if not any(s.label == i for s in index.all_samples()):
+            raise DataError(f"manifest '{path}': class '{name}' has no readable images")
+    return index
+
+
+def conflicting_copies(index: DataIndex) -> list[tuple[str, str, str, str]]:
+    """Byte-identical files filed under two different classes: ``(path_a, class_a, path_b, class_b)``.
+    Such a pair teaches the model nothing but noise, and usually means a mislabelled copy."""
+    import hashlib
+
+    seen: dict[str, tuple[str, int]] = {}
+    out = []
+    for s in index.all_samples():
+        try:
+            with open(s.path, "rb") as f:
+                h = hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+        except OSError:
+            continue
+        if h in seen and seen[h][1] != s.label:
+            out.append((seen[h][0], index.classes[seen[h][1]], s.path, index.classes[s.label]))
+        seen.setdefault(h, (s.path, s.label))
+    return out
+
+
+def write_manifest(index: DataIndex, path: str | Path, relative: bool = True) -> None:
+    """Write ``path,label,split`` rows; paths relative to the CSV's folder when ``relative``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.parent.resolve()
+    # surrogateescape: file names that are not UTF-8 are written back as the same bytes
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        for split in SPLITS:
+            for s in index.splits.get(split, []):
+                p = Path(s.path).resolve()
+                shown = Path(_relpath(p, base)) if relative else p
+                w.writerow([shown.as_posix(), index.classes[s.label], split])
+
+
+def _relpath(p: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(p, base)
+    except ValueError:  # different drives on Windows
+        return str(p)
+
+
+def carve_validation(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Stratified, seeded split of ``samples`` into (train, val); every class keeps >= 1 train image."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_class[s.label].append(s)
+    train, val = [], []
+    for label in sorted(by_class):
+        items = sorted(by_class[label], key=lambda s: s.path)
+        rng.shuffle(items)
+        n_val = min(len(items) - 1, max(1, round(fraction * len(items)))) if len(items) > 1 else 0
+        val += items[:n_val]
+        train += items[n_val:]
+    return train, val
+
+
+def file_digest(path: str | Path) -> str:
+    """Content hash of a file (same bytes -> same key, wherever the file lives)."""
+    import hashlib
+
+    return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
+
+
+def expand_inputs(items: Iterable[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files, folders (recursive, image suffixes) and globs -> (unique files, problems)."""
+    files, problems = [], []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image_name(f))
+            files += found
+            if not found:
+                problems.append((str(p), "folder has no image files"))
+        elif p.is_file():
+            files.append(str(p))
+        else:
+            matched = sorted(f for f in glob.glob(str(item), recursive=True) if Path(f).is_file())
+            files += matched
+            if not matched:
+                problems.append((str(item), "no such file, folder or glob match"))
+    return list(dict.fromkeys(files)), problems  # each file once, first-seen order

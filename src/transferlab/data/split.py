@@ -1,0 +1,168 @@
+"""Reproducible, stratified, group-aware train/val/test splits written as a manifest.
+
+Images are never copied: the result is a ``split.csv`` (``path,label,split``) that
+:func:`transferlab.data.load_index` reads like any data folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..files import write_text
+from .index import SPLITS, DataError, DataIndex, Sample, load_index, write_manifest
+
+__all__ = ["SplitSpec", "make_split", "split_folder", "read_groups", "duplicate_files"]
+
+
+@dataclass
+class SplitSpec:
+    """How many images per class go to train and val; the rest go to test.
+
+    Give counts (``train_per_class``) or fractions (``train_fraction``), not both.
+    """
+
+    train_per_class: int | None = None
+    val_per_class: int | None = None
+    train_fraction: float | None = None
+    val_fraction: float | None = None
+    seed: int = 0
+
+    def quotas(self, n: int) -> dict[str, int]:
+        if self.train_per_class is not None and self.train_fraction is not None:
+            raise DataError("give either --train-per-class or --train-fraction, not both")
+        if self.val_per_class is not None and self.val_fraction is not None:
+            raise DataError("give either --val-per-class or --val-fraction, not both")
+        if self.train_per_class is not None:
+            train = self.train_per_class
+        else:
+            train = round((0.7 if self.train_fraction is None else self.train_fraction) * n)
+        if self.val_per_class is not None:
+            val = self.val_per_class
+        else:
+            frac = (
+                self.val_fraction
+                if self.val_fraction is not None
+                else (0.15 if self.train_per_class is None and self.train_fraction is None else 0.0)
+            )
+            val = round(frac * n)
+        return {"train": min(train, n), "val": max(0, min(val, n - min(train, n)))}
+
+
+def read_groups(path: str | Path, root: str | Path) -> list[set[str]]:
+    """Groups of files that must stay on one side of the split.
+
+    The CSV's first two columns (``file_a,file_b``, header optional) name files relative to
+    ``root``; pairs sharing a file merge into one group.
+    """
+    root = Path(root)
+    pairs = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.reader(f):
+            if len(row) < 2 or not row[0].strip():
+                continue
+            a, b = row[0].strip(), row[1].strip()
+            if (a, b) == ("file_a", "file_b") or a.lower() == "path":
+                continue
+            pairs.append((str((root / a).resolve()), str((root / b).resolve())))
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        parent[find(a)] = find(b)
+    groups: dict[str, set[str]] = defaultdict(set)
+    for x in list(parent):
+        groups[find(x)].add(x)
+    return list(groups.values())
+
+
+def make_split(
+    samples: list[Sample], n_classes: int, spec: SplitSpec, groups: list[set[str]] | None = None
+) -> dict[str, list[Sample]]:
+    """Assign every sample to train, val or test.
+
+    Per-class quotas come from ``spec``; members of one group always land in one split
+    (a group may span classes, e.g. a fake and the real photo it was edited from).
+    Deterministic for a given ``spec.seed``.
+    """
+    rng = random.Random(spec.seed)
+    member_of: dict[str, int] = {}
+    for gi, g in enumerate(groups or []):
+        for p in g:
+            member_of[p] = gi
+    units: dict[object, list[Sample]] = defaultdict(list)
+    for s in sorted(samples, key=lambda s: s.path):
+        key = member_of.get(str(Path(s.path).resolve()), s.path)
+        units[key].append(s)
+    order = list(units.values())
+    rng.shuffle(order)
+    order.sort(key=len, reverse=True)  # place groups first so they fit the quotas exactly
+    per_class = Counter(s.label for s in samples)
+    remaining = {split: {c: spec.quotas(per_class[c])[split] for c in range(n_classes)} for split in ("train", "val")}
+    out: dict[str, list[Sample]] = {split: [] for split in SPLITS}
+    for unit in order:
+        need = Counter(s.label for s in unit)
+        target = next(
+            (split for split in ("train", "val") if all(remaining[split][c] >= k for c, k in need.items())), "test"
+        )
+        if target != "test":
+            for c, k in need.items():
+                remaining[target][c] -= k
+        out[target] += unit
+    return {k: sorted(v, key=lambda s: s.path) for k, v in out.items() if v}
+
+
+def duplicate_files(splits: dict[str, list[Sample]]) -> list[tuple[str, str, str, str]]:
+    """Byte-identical files that sit in two different splits: ``(path_a, split_a, path_b, split_b)``."""
+    seen: dict[str, tuple[str, str]] = {}
+    dups = []
+    for split in SPLITS:
+        for s in splits.get(split, []):
+            h = hashlib.blake2b(Path(s.path).read_bytes(), digest_size=16).hexdigest()
+            if h in seen and seen[h][1] != split:
+                dups.append((seen[h][0], seen[h][1], s.path, split))
+            seen.setdefault(h, (s.path, split))
+    return dups
+
+
+def split_folder(
+    src: str | Path, out: str | Path, spec: SplitSpec, groups_file: str | Path | None = None
+) -> tuple[DataIndex, list[str]]:
+    """Split the images under ``src`` and write ``out/split.csv`` plus ``out/split.json``.
+
+    Returns the new index and a list of warnings (e.g. byte-identical files across splits).
+    """
+    index = load_index(src)
+    samples = index.all_samples()
+    groups = read_groups(groups_file, src) if groups_file else None
+    splits = make_split(samples, len(index.classes), spec, groups)
+    result = DataIndex(index.root, index.classes, splits, index.skipped)
+    warnings = [
+        f"byte-identical files in two splits: {a} ({sa}) == {b} ({sb})" for a, sa, b, sb in duplicate_files(splits)
+    ]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(result, out / "split.csv")
+    info = {
+        "source": str(Path(src).resolve()),
+        "seed": spec.seed,
+        "spec": spec.__dict__,
+        "groups_file": str(groups_file) if groups_file else None,
+        "groups": len(groups or []),
+        "counts": result.counts(),
+        "skipped": [{"path": p, "reason": r} for p, r in index.skipped],
+        "warnings": warnings,
+    }
+    write_text((out / "split.json"), json.dumps(info, indent=2))
+    return result, warnings

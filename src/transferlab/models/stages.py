@@ -1,0 +1,122 @@
+"""Stage features: what a frozen backbone sees at every depth, not only at its last stage.
+
+Generator and editing traces (upsampling checkerboards, blending seams, resampling and noise
+statistics) live in the early and middle stages of a network; the last stage, tuned to ImageNet
+objects, pools most of them away (Ojha et al., CVPR 2023; Koutlis & Papadopoulos, ECCV 2024).
+:class:`StageFeatures` returns the mean and standard deviation over space of every channel of
+every stage, ``(B, 2 * sum(C_i))``. Stages come from the backbone's own API: timm's
+``forward_intermediates`` or torchvision's ``create_feature_extractor`` with the node names the
+registry declares; no forward hooks.
+
+:class:`Standardize` holds the per-feature mean and scale fitted on the training features, so the
+model (and every export of it) standardises its own inputs to the head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["StageFeatures", "EnsembleBody", "Standardize", "pool_stats"]
+
+
+def pool_stats(maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Feature maps ``[(B, C_i, H_i, W_i), ...]`` -> ``(B, 2 * sum(C_i))``: per channel, the mean
+    and the (population) standard deviation over space, in float32. A 1x1 map has std 0, not NaN."""
+    out = []
+    for m in maps:
+        m = m.float().flatten(2)
+        mean = m.mean(2)
+        var = (m - mean.unsqueeze(2)).pow(2).mean(2)
+        out += [mean, (var + 1e-12).sqrt()]  # the epsilon keeps the gradient finite where var is 0
+    return torch.cat(out, 1)
+
+
+class StageFeatures(nn.Module):
+    """``net`` -> pooled statistics of each of its stages.
+
+    ``nodes``: torchvision node names of the stage outputs, shallow to deep (the last one is the
+    final feature map, which Grad-CAM explains); ``None``: the net's own
+    ``forward_intermediates`` (timm), every block plus the final map.
+    """
+
+    def __init__(self, net: nn.Module, nodes: Sequence[str] | None):
+        super().__init__()
+        self.nodes = tuple(nodes) if nodes else None
+        if self.nodes is None:
+            if not hasattr(net, "forward_intermediates"):
+                raise ValueError(
+                    f"{type(net).__name__} has no forward_intermediates; declare its stage nodes "
+                    "in the registry (BackboneSpec.stages)"
+                )
+            self.net = net
+        else:
+            import warnings
+
+            from torchvision.models.feature_extraction import create_feature_extractor
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # train/eval graphs differ (inception's aux branch)
+                self.net = create_feature_extractor(net, return_nodes={n: f"s{i}" for i, n in enumerate(self.nodes)})
+
+    def maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every stage's feature map for ``x (B, 3, H, W)``, shallow to deep."""
+        if self.nodes is None:
+            final, inter = self.net.forward_intermediates(x, extra_blocks=True)
+            return [*inter, final]
+        return list(self.net(x).values())
+
+    def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features (B, D), final feature map (B, C, h, w))``: the map is Grad-CAM's target."""
+        maps = self.maps(x)
+        return pool_stats(maps), maps[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pool_stats(self.maps(x))
+
+
+class EnsembleBody(nn.Module):
+    """Several bodies on the same input; their features concatenated ``(B, sum(D_k))``.
+    Grad-CAM explains the first member."""
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m(x).float() for m in self.members], 1)
+
+    def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        first = self.members[0]
+        if not hasattr(first, "forward_with_cam"):
+            raise TypeError("Grad-CAM on an ensemble of last-stage bodies goes through the first member's cam layer")
+        feats, cam = first.forward_with_cam(x)
+        return torch.cat([feats, *[m(x).float() for m in self.members[1:]]], 1), cam
+
+
+class Standardize(nn.Module):
+    """``(x - mean) / scale`` per feature, with ``mean`` and ``scale`` fitted on training features.
+    Starts as the identity (old checkpoints without it load unchanged)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> Standardize:
+        """Fit on training features ``x (N, D)``; a constant feature keeps scale 1."""
+        x = x.double()
+        scale = x.std(0, unbiased=False)
+        self.mean.copy_(x.mean(0).float())
+        self.scale.copy_(torch.where(scale > 1e-8, scale, torch.ones_like(scale)).float())
+        return self
+
+    @property
+    def fitted(self) -> bool:
+        return not (bool((self.mean == 0).all()) and bool((self.scale == 1).all()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) / self.scale

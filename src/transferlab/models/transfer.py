@@ -1,0 +1,241 @@
+"""The uniform model contract: :class:`TransferModel` (body, feature standardisation, head) and
+:func:`create_model`, which builds any registered backbone with a new head."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import weights as W
+from .registry import BackboneSpec, get_spec
+
+__all__ = ["TransferModel", "create_model", "FEATURES"]
+
+
+def _get_module(root: nn.Module, path: str) -> nn.Module:
+    m = root
+    for part in path.split("."):
+        m = m[int(part)] if part.isdigit() else getattr(m, part)
+    return m
+
+
+def _set_module(root: nn.Module, path: str, new: nn.Module) -> None:
+    parent_path, _, leaf = path.rpartition(".")
+    parent = _get_module(root, parent_path) if parent_path else root
+    if leaf.isdigit():
+        parent[int(leaf)] = new
+    else:
+        setattr(parent, leaf, new)
+
+
+def _in_features(m: nn.Module) -> int:
+    if isinstance(m, nn.Linear):
+        return m.in_features
+    if isinstance(m, nn.Conv2d):
+        return m.in_channels
+    for sub in m.modules():
+        if isinstance(sub, (nn.Linear, nn.Conv2d)):
+            return _in_features(sub)
+    raise ValueError(f"cannot find the input width of head {m}")
+
+
+class TransferModel(nn.Module):
+    """``body`` (B,3,H,W) -> (B,D) features, ``feature_norm`` standardises them, ``head`` (B,D) ->
+    (B,num_classes) logits.
+
+    ``features="last"``: the body is the backbone with its classifier removed (pooled last
+    stage). ``"stages"``: pooled statistics of every stage (:class:`~transferlab.models.stages.StageFeatures`).
+    Inputs ``(B, K, 3, H, W)`` are K crop views of each image whose features are averaged.
+    With ``frozen_body`` the body runs without gradients and stays in eval mode, so its
+    batch-norm statistics do not drift (feature-extraction mode).
+    """
+
+    def __init__(
+        self, spec: BackboneSpec, body: nn.Module, num_classes: int, dropout: float = 0.0, features: str = "last"
+    ):
+        super().__init__()
+        from .stages import EnsembleBody, StageFeatures, Standardize
+
+        self.backbone_name = spec.name
+        self.features = features
+        self.cam_layer = spec.cam_layer  # for an ensemble: members.0.<first member's cam layer>
+        if isinstance(body, EnsembleBody):
+            self.aux_head = None
+        else:
+            self.cam_layer = spec.cam_layer
+            dim = _in_features(_get_module(body, spec.head))
+            _set_module(
+                body,
+                spec.head,
+                nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) if spec.pool_head else nn.Identity(),
+            )
+            # stage features never reach inception's auxiliary classifier: no aux loss there
+            self.aux_head = spec.aux_head if features == "last" else None
+            if self.aux_head:
+                _set_module(body, self.aux_head, nn.Linear(_in_features(_get_module(body, self.aux_head)), num_classes))
+            if features == "stages":
+                body = StageFeatures(body, spec.stages)
+        self.body = body
+        self.feature_dim = (
+            dim
+            if features == "last" and not isinstance(body, EnsembleBody)
+            else _probe_dim(body, max(spec.min_size, 64))
+        )
+        self.feature_norm = Standardize(self.feature_dim)
+        self.head = (
+            nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, num_classes))
+            if dropout > 0
+            else nn.Linear(self.feature_dim, num_classes)
+        )
+        self.frozen_body = False
+        self.frozen_bn = False
+
+    def freeze_batchnorm(self, frozen: bool = True) -> None:
+        """Keep the body's batch-norm running statistics fixed while its weights still train
+        (small data sets: batch statistics of augmented crops would overwrite ImageNet's)."""
+        self.frozen_bn = frozen
+        self.train(self.training)
+
+    def freeze_body(self, frozen: bool = True) -> None:
+        self.frozen_body = frozen
+        for p in self.body.parameters():
+            p.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> TransferModel:
+        super().train(mode)
+        if self.frozen_body:
+            self.body.eval()
+        elif self.frozen_bn:
+            for m in self.body.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def linear_layer(self) -> nn.Linear:
+        """The head's linear layer (the head may start with dropout)."""
+        return self.head if isinstance(self.head, nn.Linear) else self.head[-1]
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``{"body": [...], "head": [...]}``; inception's auxiliary classifier counts as head."""
+        aux = {id(p) for p in _get_module(self.body, self.aux_head).parameters()} if self.aux_head else set()
+        body = [p for p in self.body.parameters() if id(p) not in aux]
+        head = list(self.head.parameters()) + [p for p in self.body.parameters() if id(p) in aux]
+        return {"body": body, "head": head}
+
+    def _body(self, x: torch.Tensor):
+        if x.ndim == 5:  # (B, K, 3, H, W): K crop views per image, features averaged
+            b, k = x.shape[:2]
+            flat = x.flatten(0, 1)
+            if _channels_last(self.body):
+                flat = flat.contiguous(memory_format=torch.channels_last)
+            return self.body(flat).reshape(b, k, -1).mean(1)
+        return self.body(x)
+
+    def forward_features(self, x: torch.Tensor):
+        """(B,3,H,W) or (B,K,3,H,W) -> (B,D) body features (before standardisation); in training,
+        inception also returns its aux logits."""
+        if self.frozen_body:
+            with torch.no_grad():
+                return self._body(x)
+        return self._body(x)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B,D) body features -> (B,num_classes) logits: standardise, then the linear head."""
+        return self.head(self.feature_norm(feats))
+
+    def forward(self, x: torch.Tensor):
+        """Logits ``(B, num_classes)``; a training inception returns ``(logits, aux_logits)``."""
+        feats = self.forward_features(x)
+        if isinstance(feats, tuple):  # torchvision InceptionOutputs(logits=features, aux_logits)
+            return self.forward_head(feats[0]), feats[1]
+        return self.forward_head(feats)
+
+    def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits (B, C), activation map of the Grad-CAM layer (B, C', h, w))`` for ``x (B, 3, H, W)``,
+        with autograd on whether or not the body is frozen, and without changing any module state
+        (so concurrent callers cannot disturb each other)."""
+        if self.features == "stages":  # the final stage map comes back with the features
+            feats, act = self.body.forward_with_cam(x)
+            return self.forward_head(feats), act
+        layer = _get_module(self.body, self.cam_layer)
+        caller, store = threading.get_ident(), {}
+
+        def keep(_module, _inputs, output):
+            if threading.get_ident() == caller:  # another thread's forward through the same model
+                store["act"] = output[0] if isinstance(output, tuple) else output
+
+        handle = layer.register_forward_hook(keep)
+        try:
+            feats = self.body(x)
+        finally:
+            handle.remove()
+        feats = feats[0] if isinstance(feats, tuple) else feats
+        return self.forward_head(feats), store["act"]
+
+
+def _channels_last(module: nn.Module) -> bool:
+    w = next((p for p in module.parameters() if p.ndim == 4), None)
+    return w is not None and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+
+
+def _probe_dim(body: nn.Module, size: int) -> int:
+    """Width of ``body``'s features, measured with one small forward pass in eval mode."""
+    was = body.training
+    body.eval()
+    with torch.no_grad():
+        dim = body(torch.zeros(1, 3, size, size)).shape[1]
+    body.train(was)
+    return int(dim)
+
+
+FEATURES = ("last", "stages")
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    pretrained: bool,
+    weights_path: str | Path | None = None,
+    dropout: float = 0.0,
+    download_timeout: float = 20.0,
+    features: str = "last",
+) -> TransferModel:
+    """Build backbone ``name`` with a new ``num_classes`` head.
+
+    ``pretrained``: load the registry's weights (raises :class:`WeightsUnavailable` with the
+    fix when they are not on this machine and cannot be fetched). ``weights_path``: load this
+    local state dict instead. Neither: random init. ``features``: ``last`` (the pooled last
+    stage) or ``stages`` (pooled statistics of every stage). ``name`` may join several
+    backbones with ``+`` (an ensemble: their features are concatenated).
+    """
+    if features not in FEATURES:
+        raise ValueError(f"features='{features}' is not one of {', '.join(FEATURES)}")
+    spec = get_spec(name)
+    if "+" in name:
+        from .stages import EnsembleBody
+
+        if weights_path is not None:
+            raise W.WeightsUnavailable(
+                "--weights loads one backbone's state dict; an ensemble (+) loads each member's registry weights"
+            )
+        members = [
+            create_model(m, num_classes, pretrained, None, 0.0, download_timeout, features).body
+            for m in name.split("+")
+        ]
+        return TransferModel(spec, EnsembleBody(members), num_classes, dropout, features)
+    net = spec.build()
+    if weights_path is not None:
+        W.load_local(net, weights_path, name)
+    elif pretrained:
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(download_timeout)
+        try:
+            spec.weights.load_into(net, name)
+        finally:
+            socket.setdefaulttimeout(old)
+    return TransferModel(spec, net, num_classes, dropout, features)

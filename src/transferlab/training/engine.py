@@ -1,0 +1,291 @@
+"""The training loop as plain functions that return metric dicts.
+
+``train_one_epoch`` and ``evaluate`` each make one pass over a loader; ``fit`` calls them,
+tracks the best epoch by the validation metric, stops early on patience and hands every
+epoch's record to one ``on_epoch_end`` hook (the trainer writes checkpoints there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..config import TrainConfig
+from ..models.transfer import TransferModel
+from ..modes import get_mode
+
+__all__ = [
+    "build_optimizer",
+    "build_scheduler",
+    "train_one_epoch",
+    "evaluate",
+    "fit",
+    "FitState",
+    "is_better",
+    "val_metric",
+    "seed_epoch",
+]
+
+
+def build_optimizer(model: TransferModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over the trainable parameters; in finetune mode the body learns at
+    ``lr * backbone_lr_mult``. Biases and norm weights get no weight decay."""
+    lr = cfg.default_lr()
+    groups = []
+    for part, params in model.param_groups().items():
+        params = [p for p in params if p.requires_grad]
+        part_lr = lr * (cfg.backbone_lr_mult if part == "body" and get_mode(cfg.mode).body_lr_mult else 1.0)
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        groups += [
+            {"params": decay, "lr": part_lr, "weight_decay": cfg.weight_decay, "name": f"{part}"},
+            {"params": no_decay, "lr": part_lr, "weight_decay": 0.0, "name": f"{part}_no_decay"},
+        ]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("no trainable parameters: check --mode")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """A scheduler stepped once per batch (so resume and partial epochs behave the same)."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.scheduler == "onecycle" and total >= 4:
+        # the warm-up must span at least ~2 steps: torch divides by (warm-up steps - 1)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=max(0.25, 2.5 / total)
+        )
+    if cfg.scheduler == "onecycle":  # a handful of steps: no room for a warm-up
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
+    return None
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
+def _bar(loader, desc: str, progress: bool):
+    if not progress:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)  # off when not a TTY
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    opt: torch.optim.Optimizer,
+    scheduler,
+    device: torch.device,
+    cfg: TrainConfig,
+    desc: str = "train",
+) -> dict:
+    """One pass of SGD over ``loader``. Returns ``loss``, ``acc``, ``n``, ``skipped`` (list of
+    ``(dataset index, reason)`` for unreadable files) and ``seconds``."""
+    model.train()
+    t0, total_loss, correct, n, skipped = time.perf_counter(), 0.0, 0, 0, []
+    bar = _bar(loader, desc, cfg.progress)
+    for batch in bar:
+        skipped += batch["skipped"]
+        if batch["image"] is None:
+            continue
+        x = _to_device(batch["image"], device, cfg.channels_last)
+        y = batch["label"].to(device, non_blocking=True)
+        with _autocast(device, cfg.amp):
+            out = model(x)
+            logits, aux = out if isinstance(out, tuple) else (out, None)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if aux is not None:
+                loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()}; lower the learning rate (--lr)")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+        total_loss += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        n += len(y)
+        if cfg.progress:
+            bar.set_postfix(loss=f"{total_loss / n:.4f}", acc=f"{correct / n:.3f}")
+    return {
+        "loss": total_loss / max(n, 1),
+        "acc": correct / max(n, 1),
+        "n": n,
+        "skipped": skipped,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    channels_last: bool = True,
+    amp: bool = True,
+    progress: bool = False,
+    desc: str = "eval",
+) -> dict:
+    """Forward pass over ``loader``. Returns ``loss``, ``acc``, ``probs (N,C)``, ``labels (N,)``,
+    ``indices (N,)`` (dataset positions of the readable items) and ``skipped``."""
+    model.eval()
+    probs, labels, indices, skipped = [], [], [], []
+    for batch in _bar(loader, desc, progress):
+        skipped += batch["skipped"]
+        if batch["image"] is None:
+            continue
+        with _autocast(device, amp):
+            logits = model(_to_device(batch["image"], device, channels_last))
+        probs.append(logits.float().softmax(1).cpu())
+        labels.append(batch["label"])
+        indices.append(batch["index"])
+    if not probs:
+        return {
+            "loss": float("nan"),
+            "acc": 0.0,
+            "probs": np.zeros((0, 0)),
+            "labels": np.zeros(0, int),
+            "indices": np.zeros(0, int),
+            "skipped": skipped,
+        }
+    p, y = torch.cat(probs), torch.cat(labels)
+    loss = F.nll_loss(torch.log(p.clamp_min(1e-12)), y).item()
+    return {
+        "loss": loss,
+        "acc": (p.argmax(1) == y).float().mean().item(),
+        "probs": p.numpy(),
+        "labels": y.numpy(),
+        "indices": torch.cat(indices).numpy(),
+        "skipped": skipped,
+    }
+
+
+def is_better(
+    metric: str, value: float, best: float | None, loss: float | None = None, best_loss: float | None = None
+) -> bool:
+    """Whether ``value`` improves on ``best``; ties (common for accuracy on small validation
+    sets) go to the lower validation loss."""
+    if best is None or (isinstance(best, float) and math.isnan(best)):
+        return True
+    if value == best and loss is not None and best_loss is not None:
+        return loss < best_loss
+    return value < best if metric == "loss" else value > best
+
+
+@dataclass
+class FitState:
+    """What ``fit`` needs to continue: epochs done, history, best value and epoch."""
+
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: float | None = None
+    best_epoch: int = 0
+    best_loss: float | None = None
+    stopped_early: bool = False
+
+
+def seed_epoch(seed: int, epoch: int, loader: DataLoader | None = None) -> None:
+    """Seed every random stream an epoch draws from (python, numpy, torch, the loader's shuffling
+    and its workers) from ``(seed, epoch)`` alone, so an epoch after ``--resume`` repeats exactly
+    the epoch an uninterrupted run would have had."""
+    import random
+
+    s = (seed * 1_000_003 + epoch * 7919) % 2**63
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+    gen = getattr(loader, "generator", None)
+    if gen is not None:
+        gen.manual_seed(s)
+
+
+def val_metric(metric: str, val: dict) -> float:
+    if metric == "loss":
+        return val["loss"]
+    if metric == "auc":
+        from sklearn.metrics import roc_auc_score
+
+        y, p = val["labels"], val["probs"]
+        if p.shape[1] == 2 and len(set(y.tolist())) == 2:  # symmetric in the class chosen
+            return float(roc_auc_score(y, p[:, 1]))
+        return val["acc"]
+    return val["acc"]
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    opt,
+    scheduler,
+    device: torch.device,
+    cfg: TrainConfig,
+    state: FitState | None = None,
+    on_epoch_end: Callable[[dict, bool, FitState, dict], None] | None = None,
+) -> FitState:
+    """Train ``model`` (a whole TransferModel, or just its head on cached features) for
+    ``cfg.epochs`` (continuing from ``state``), validating every epoch.
+
+    ``on_epoch_end(record, improved, state, val)`` sees each epoch's record
+    (epoch, train/val loss and accuracy, lr, seconds) and the raw validation outputs.
+    """
+    state = state or FitState()
+    stale = state.epoch - state.best_epoch
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if state.stopped_early:
+            break
+        seed_epoch(cfg.seed, epoch, train_loader)
+        t0 = time.perf_counter()
+        lr = opt.param_groups[-1]["lr"]
+        tr = train_one_epoch(model, train_loader, opt, scheduler, device, cfg, desc=f"epoch {epoch}/{cfg.epochs}")
+        val = evaluate(model, val_loader, device, cfg.channels_last, cfg.amp)
+        value = val_metric(cfg.metric, val)
+        improved = is_better(cfg.metric, value, state.best, val["loss"], state.best_loss)
+        record = {
+            "epoch": epoch,
+            "train_loss": tr["loss"],
+            "train_acc": tr["acc"],
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "val_metric": value,
+            "lr": lr,
+            "seconds": time.perf_counter() - t0,
+            "skipped_train": tr["skipped"],
+            "skipped_val": val["skipped"],
+        }
+        state.epoch = epoch
+        state.history.append({k: v for k, v in record.items() if not k.startswith("skipped")})
+        if improved:
+            state.best, state.best_epoch, state.best_loss, stale = value, epoch, val["loss"], 0
+        else:
+            stale += 1
+        state.stopped_early = bool(cfg.patience and stale >= cfg.patience)
+        if on_epoch_end:
+            on_epoch_end(record, improved, state, val)
+    return state

@@ -1,0 +1,63 @@
+"""What ``auto`` means: one place that turns the ``auto`` settings into concrete ones.
+
+Two recipes, chosen by measurement (BENCHMARKS.md, "Detection recipes"):
+
+- ``classic``: the pooled last stage at the backbone's input size, a head trained by SGD/AdamW,
+  light augmentation. Best for object categories (hymenoptera: 0.96 validation accuracy).
+- ``detect``: for real-vs-fake data. Mean and standard deviation of every stage of the frozen
+  backbone (``features: stages``) at twice the pretraining size in ``features`` mode, a
+  standardised logistic-regression head fitted in seconds on cached features, and the robust
+  augmentation (blur, JPEG, noise) so the head does not lean on traces that one re-save destroys.
+
+``recipe: auto`` picks ``detect`` for two-class data with one class named like fake/generated/GAN
+(:func:`transferlab.metrics.looks_real_fake`), ``classic`` otherwise. Any setting given
+explicitly wins over the recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import TrainConfig
+from ..metrics import looks_real_fake
+from ..models.registry import get_spec
+from ..modes import get_mode
+
+__all__ = ["resolve"]
+
+
+def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str]]:
+    """A copy of ``cfg`` with every ``auto`` setting made concrete for data with ``classes``,
+    and one note per decision (for the run's log and summary)."""
+    real_fake = looks_real_fake(classes)
+    recipe = cfg.recipe if cfg.recipe != "auto" else ("detect" if real_fake else "classic")
+    detect = recipe == "detect"
+    mode = get_mode(cfg.mode)
+    changes: dict = {"recipe": recipe}
+    notes = (
+        [
+            f"recipe {cfg.recipe} -> {recipe}"
+            + (" (two classes, real vs fake)" if cfg.recipe == "auto" and detect else "")
+        ]
+        if cfg.recipe == "auto"
+        else []
+    )
+    if cfg.augment == "auto":
+        changes["augment"] = "robust" if real_fake else "light"
+        notes.append(
+            f"augment auto -> {changes['augment']}"
+            + (" (real vs fake: blur/JPEG/noise augmentation on; --augment light turns it off)" if real_fake else "")
+        )
+    features = cfg.features
+    if features == "auto":
+        features = changes["features"] = "stages" if detect and mode.pretrained else "last"
+    if cfg.head == "auto":
+        changes["head"] = "logistic" if features == "stages" and mode.head_on_features else "sgd"
+    if cfg.image_size is None and detect and mode.frozen_body:
+        changes["image_size"] = 2 * get_spec(cfg.model).input_size  # frozen features: see the detail
+    if detect and any(k in changes for k in ("features", "head", "image_size")):
+        notes.append(
+            "detect recipe: "
+            + ", ".join(f"{k} {changes[k]}" for k in ("features", "head", "image_size") if k in changes)
+        )
+    return dataclasses.replace(cfg, **changes).validate(), notes

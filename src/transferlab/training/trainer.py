@@ -1,0 +1,611 @@
+"""``train(cfg)``: from a data folder to a self-describing run folder (:class:`~transferlab.rundir.RunFolder`).
+
+One run: index the data, resolve the ``auto`` settings (:mod:`transferlab.training.recipe`), build the
+model, then either fit a head on cached frozen features (``features`` mode) or train on images,
+keep the best epoch, calibrate the decision on the validation split, and write the figures,
+``summary.json`` and ``report.html``. A run killed at any moment continues with ``--resume`` to
+the same result as an uninterrupted one (per-epoch seeds, history kept in ``last.pt``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..config import ConfigError, TrainConfig, config_to_dict, load_config
+from ..data.index import DataIndex, carve_validation, conflicting_copies, load_index, printable
+from ..data.loading import DecodedImageCache, make_loader
+from ..data.preprocess import Preprocess
+from ..data.transforms import AugmentSpec, eval_transform, train_transform
+from ..metrics import classification_report, guess_positive
+from ..models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from ..models.registry import get_spec
+from ..models.transfer import TransferModel, create_model
+from ..modes import get_mode
+from ..reports.grids import sample_grid
+from ..reports.html import run_report
+from ..reports.plots import plot_confusion, plot_curves
+from ..rundir import RunFolder, RunFolderError
+from ..runtime import resolve_device, set_threads
+from .calibration import calibrate
+from .engine import FitState, build_optimizer, build_scheduler, evaluate, fit, val_metric
+from .features import FeatureCache, FeatureSet, cache_key, default_cache_dir, extract_features, feature_loader
+from .recipe import resolve as resolve_recipe
+
+__all__ = ["train", "RunResult", "prepare_data", "build_model", "apply_mode", "seed_everything", "HeadOnly"]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    best_epoch: int
+    best_val_acc: float
+    summary: dict
+
+
+def _log(msg: str) -> None:
+    print(printable(msg), flush=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
+    """The model for ``cfg.mode``; fails fast (before any data is read) when pretrained weights
+    are missing."""
+    spec = get_spec(cfg.model)
+    if cfg.image_size is not None and cfg.image_size < spec.min_size:
+        raise ConfigError(
+            f"image_size {cfg.image_size} is below {spec.min_size}, the smallest input "
+            f"'{spec.name}' accepts; use --image-size {spec.min_size} or more"
+        )
+    if not get_mode(cfg.mode).pretrained and cfg.weights:
+        raise ConfigError(
+            "--weights loads pretrained weights, but --mode scratch means random init; "
+            "use --mode finetune or --mode features"
+        )
+    model = create_model(
+        spec.name,
+        num_classes,
+        pretrained=get_mode(cfg.mode).pretrained and not cfg.weights,
+        weights_path=cfg.weights,
+        dropout=cfg.dropout,
+        features=_features(cfg),
+    )
+    return apply_mode(model, cfg)
+
+
+def _features(cfg: TrainConfig) -> str:
+    """``cfg.features`` once resolved; an unresolved ``auto`` (a config built by hand) means ``last``."""
+    return "last" if cfg.features == "auto" else cfg.features
+
+
+def apply_mode(model: TransferModel, cfg: TrainConfig) -> TransferModel:
+    """What trains in ``cfg.mode``: features freezes the body (and its batch norm); finetune
+    (and lpft's fine-tuning stage) keeps batch-norm statistics fixed when ``cfg.freeze_bn``."""
+    mode = get_mode(cfg.mode)
+    model.freeze_body(mode.frozen_body)
+    model.freeze_batchnorm(cfg.freeze_bn and mode.bn_frozen_by_default)
+    return model
+
+
+class HeadOnly(torch.nn.Module):
+    """The part of a model that trains on cached features: (B, D) features -> logits
+    (standardisation, then the head)."""
+
+    def __init__(self, model: TransferModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(feats)
+
+
+def prepare_data(cfg: TrainConfig) -> tuple[DataIndex, list[str]]:
+    """Index ``cfg.data``; carve a stratified, seeded validation split from train when there is
+    none. Returns the index and human-readable notes."""
+    index = load_index(cfg.data)
+    notes = list(index.notes)
+    if not index.splits.get("train"):
+        raise ConfigError(f"'{cfg.data}' has no training images (no train split)")
+    if not index.splits.get("val"):
+        train, val = carve_validation(index.splits["train"], cfg.val_fraction, cfg.seed)
+        index.splits["train"], index.splits["val"] = train, val
+        notes.append(
+            f"no validation split in the data: carved {len(val)} images "
+            f"({cfg.val_fraction:.0%} per class, seed {cfg.seed}) from train"
+        )
+    clash = conflicting_copies(index)
+    if clash:
+        a, ca, b, cb = clash[0]
+        notes.append(
+            f"warning: {len(clash)} file(s) have the same bytes under two classes, e.g. {a} ({ca}) == "
+            f"{b} ({cb}); remove or relabel the copy"
+        )
+    return index, notes
+
+
+def _machine(device: torch.device) -> dict:
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transferlab": __version__,
+        "device": str(device),
+        "gpu": gpu,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+# -- opening a run: new, resumed, or restarted ------------------------------------------------------
+
+
+@dataclass
+class _Session:
+    """Everything one call of :func:`train` works with."""
+
+    cfg: TrainConfig
+    run: RunFolder
+    index: DataIndex
+    notes: list[str]
+    last: dict | None  # last.pt of a resumed run
+    model: TransferModel
+
+
+def _open_new(cfg: TrainConfig, overwrite: bool) -> _Session:
+    get_spec(cfg.model)  # an unknown backbone name fails before the data is read
+    run = RunFolder(cfg.out)
+    if run.is_run() and not overwrite:  # refuse before the (slow) indexing
+        run.prepare_new(False)
+    index, notes = prepare_data(cfg)
+    cfg, recipe_notes = resolve_recipe(cfg, index.classes)
+    seed_everything(cfg.seed)
+    model = build_model(cfg, len(index.classes))  # missing weights fail here, before anything is written
+    run.prepare_new(overwrite)
+    run.write_config(cfg)  # first: from here on, --resume can always continue or restart the run
+    run.write_split(index)
+    return _Session(cfg, run, index, notes + recipe_notes, None, model)
+
+
+def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
+    run = RunFolder(folder)
+    run.clean_temporaries()
+    if not run.last.is_file():
+        if not run.is_run():
+            raise RunFolderError(
+                f"'{run.path}' is not a run folder (no config.yaml, no last.pt); start a run with "
+                "`transferlab train DATA --out RUN`"
+            )
+        cfg = dataclasses.replace(run.read_config(overrides), out=str(run.path))
+        index = run.read_split() if run.split.is_file() else prepare_data(cfg)[0]
+        seed_everything(cfg.seed)
+        return _Session(
+            cfg,
+            run,
+            index,
+            [f"'{run.path}' has no finished epoch yet: starting it over with its saved config and split"],
+            None,
+            build_model(cfg, len(index.classes)),
+        )
+    last = load_checkpoint(run.last)
+    saved = TrainConfig(**last["config"])
+    cfg = dataclasses.replace(load_config(None, overrides or {}, base=saved), out=str(run.path))
+    if cfg.epochs != saved.epochs and cfg.scheduler in ("onecycle", "cosine"):
+        raise ConfigError(
+            f"cannot change epochs from {saved.epochs} to {cfg.epochs} on resume with the "
+            f"'{cfg.scheduler}' schedule (its length is fixed); start a new run instead"
+        )
+    run.write_metrics(last["fit_state"]["history"])  # heals a kill between last.pt and metrics.csv
+    return _Session(
+        cfg,
+        run,
+        run.read_split(),
+        [f"resumed from last.pt (epoch {last['fit_state']['epoch']})"],
+        last,
+        apply_mode(model_from_checkpoint(last), cfg),
+    )
+
+
+def train(
+    cfg: TrainConfig | None = None,
+    resume: str | Path | None = None,
+    overrides: dict | None = None,
+    overwrite: bool = False,
+) -> RunResult:
+    """Train one model and write its run folder.
+
+    ``resume``: a run folder to continue from its ``last.pt`` (model, optimizer, scheduler,
+    history; a run killed before its first epoch starts over with its saved config);
+    ``overrides`` may raise ``epochs``. A folder that holds a run already is refused unless
+    ``overwrite`` (which deletes it first). ``cfg`` is never modified."""
+    t0 = time.perf_counter()  # wall time includes data indexing and feature extraction
+    set_threads()
+    if resume is not None:
+        s = _open_resumed(resume, overrides)
+    elif cfg is None:
+        raise ConfigError("train() needs a TrainConfig, or resume=RUN_DIR")
+    else:
+        s = _open_new(dataclasses.replace(cfg).validate(), overwrite)
+    cfg, model = s.cfg, s.model
+    device = resolve_device(cfg.device)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    pre = get_spec(cfg.model).preprocess(cfg.image_size, cfg.crop, cfg.crop_views)
+    mode = get_mode(cfg.mode)
+    if mode.probe is not None and s.last is None:
+        s.notes.append(_linear_probe(model, s.index, pre, cfg, device))
+    if mode.cached_features and (cfg.feature_cache or cfg.head == "logistic"):
+        data = _feature_data(model, s.index, pre, cfg, device)
+    else:
+        data = _image_data(s.index, pre, cfg, device, model)
+    s.notes += data.notes
+    opt = build_optimizer(model, cfg)
+    scheduler = build_scheduler(opt, cfg, len(data.train))
+    state = _restore(s.last, opt, scheduler) if s.last is not None else FitState()
+    _announce(cfg, s.index, s.notes, model, pre, device)
+    writer = _RunWriter(s.run, cfg, model, s.index, pre, opt, scheduler)
+    if s.last is not None:
+        writer.skipped.update(dict(s.last.get("skipped", [])))
+        writer.extra.update(s.last.get("extra") or {})
+    if mode.cached_features and cfg.head == "logistic":
+        if s.last is None:  # one closed-form fit; a resumed run has it already
+            state = _fit_logistic_head(model, data, cfg, device, writer, s.notes)
+    else:
+        state = fit(data.model, data.train, data.val, opt, scheduler, device, cfg, state, writer.on_epoch_end)
+    summary = _finish(s, model, data, pre, state, writer, device, time.perf_counter() - t0)
+    return RunResult(s.run.path, state.best_epoch, summary["best_val_acc"], summary)
+
+
+# -- data: images, or cached features ---------------------------------------------------------------
+
+
+@dataclass
+class _Data:
+    """What the epochs train and validate on."""
+
+    model: torch.nn.Module  # the whole model, or its head (on cached features)
+    train: torch.utils.data.DataLoader
+    val: torch.utils.data.DataLoader
+    train_features: FeatureSet | None = None
+    val_positions: list[int] | None = None  # feature rows -> positions in the validation split
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def _image_data(index: DataIndex, pre: Preprocess, cfg: TrainConfig, device: torch.device, model) -> _Data:
+    """Train/val loaders over images; both share one decoded-image cache when enabled."""
+    cache = DecodedImageCache(cfg.image_cache_mb * 2**20) if cfg.image_cache_mb > 0 else None
+    pin = device.type == "cuda"
+    train = make_loader(
+        index.splits["train"],
+        train_transform(pre, AugmentSpec.from_config(cfg)),
+        cfg.batch_size,
+        True,
+        cfg.num_workers,
+        cfg.seed,
+        pin,
+        pre.decode_size,
+        cache,
+    )
+    val = make_loader(
+        index.splits["val"],
+        eval_transform(pre),
+        cfg.batch_size * 2,
+        False,
+        cfg.num_workers,
+        cfg.seed,
+        pin,
+        pre.decode_size,
+        cache,
+    )
+    return _Data(model, train, val)
+
+
+def _feature_data(
+    model: TransferModel, index: DataIndex, pre: Preprocess, cfg: TrainConfig, device: torch.device
+) -> _Data:
+    """Extract (or reuse) frozen-backbone features; the head then trains on them alone."""
+    views = cfg.feature_views if cfg.augment != "none" else 0
+    model.to(device)
+    root = cfg.cache_dir or default_cache_dir()
+    cache = FeatureCache(root, cache_key(model, cfg, pre, views))
+    tr = extract_features(model, index.splits["train"], pre, cfg, views, device, cache)
+    va = extract_features(
+        model, index.splits["val"], pre, cfg, 0, device, FeatureCache(root, cache_key(model, cfg, pre, 0))
+    )
+    if model.features == "stages" and len(tr.feats):  # thousands of features on different scales
+        model.feature_norm.fit(tr.feats.reshape(-1, tr.feats.shape[-1]))
+    note = (
+        f"features mode: backbone ran on {tr.computed + va.computed} images "
+        f"({1 + views} views per training image), {len(tr.positions) + len(va.positions) - tr.computed - va.computed}"
+        f" came from the feature cache {cache.path.parent}; {tr.seconds + va.seconds:.1f}s"
+    )
+    skipped = [(index.splits["train"][i].path, r) for i, r in tr.skipped] + [
+        (index.splits["val"][i].path, r) for i, r in va.skipped
+    ]
+    index.skipped.extend(skipped)
+    return _Data(
+        HeadOnly(model),
+        feature_loader(tr, True, cfg.batch_size, True, cfg.seed),
+        feature_loader(va, False, cfg.batch_size * 2, False, cfg.seed),
+        tr,
+        va.positions,
+        [note],
+    )
+
+
+def _fit_logistic_head(
+    model: TransferModel, data: _Data, cfg: TrainConfig, device, writer: _RunWriter, notes: list[str]
+) -> FitState:
+    """The logistic head in one step (:func:`transferlab.training.logistic.fit_logistic`), recorded as epoch 1."""
+    from .logistic import fit_logistic
+
+    t0 = time.perf_counter()
+    found = fit_logistic(model, data.train_features.feats, data.train_features.labels, cfg.seed)
+    val = evaluate(data.model, data.val, device, False, cfg.amp)
+    record = {
+        "epoch": 1,
+        "train_loss": found.train_log_loss,
+        "train_acc": found.train_accuracy,
+        "val_loss": val["loss"],
+        "val_acc": val["acc"],
+        "val_metric": val_metric(cfg.metric, val),
+        "lr": 0.0,
+        "seconds": time.perf_counter() - t0,
+        "skipped_train": [],
+        "skipped_val": val["skipped"],
+    }
+    state = FitState(
+        epoch=1,
+        history=[{k: v for k, v in record.items() if not k.startswith("skipped")}],
+        best=record["val_metric"],
+        best_epoch=1,
+        best_loss=val["loss"],
+    )
+    writer.extra["logistic"] = found.to_dict()
+    notes.append(
+        f"logistic head: C {found.C:g} chosen by {found.folds}-fold cross-validation on the training "
+        f"split ({len(found.cv_log_loss)} strengths tried), {found.seconds:.1f}s"
+    )
+    writer.on_epoch_end(record, True, state, val)
+    return state
+
+
+def _linear_probe(model: TransferModel, index: DataIndex, pre: Preprocess, cfg: TrainConfig, device) -> str:
+    """LP-FT's first stage (Kumar et al., ICLR 2022): fit the head alone on cached frozen features
+    (the logistic head, or ``lp_epochs`` of SGD keeping the best epoch), then hand the model back
+    ready to fine-tune everything."""
+    lp = dataclasses.replace(cfg, mode=get_mode(cfg.mode).probe, epochs=cfg.lp_epochs, lr=None, patience=0)
+    apply_mode(model, lp)
+    t0 = time.perf_counter()
+    data = _feature_data(model, index, pre, lp, device)
+    tail = f"then fine-tuning everything at lr {cfg.default_lr():g} (body x {cfg.backbone_lr_mult:g})"
+    if cfg.head == "logistic":
+        from .logistic import fit_logistic
+
+        found = fit_logistic(model, data.train_features.feats, data.train_features.labels, cfg.seed)
+        val = evaluate(data.model, data.val, device, False, cfg.amp)
+        apply_mode(model, cfg)
+        return (
+            f"lpft: logistic head on cached {model.features} features (C {found.C:g} by {found.folds}-fold CV, "
+            f"{time.perf_counter() - t0:.1f}s), val accuracy {val['acc']:.4f}; {tail}"
+        )
+    opt = build_optimizer(model, lp)
+    best: dict = {}
+
+    def keep(record: dict, improved: bool, state: FitState, val: dict) -> None:
+        if improved:
+            best.update(
+                epoch=record["epoch"],
+                acc=record["val_acc"],
+                head={k: v.detach().clone() for k, v in model.head.state_dict().items()},
+            )
+        _log(
+            f"linear probe {record['epoch']:>3}/{lp.epochs}  train loss {record['train_loss']:.4f} | "
+            f"val loss {record['val_loss']:.4f} acc {record['val_acc']:.3f}{' *' if improved else ''}"
+        )
+
+    fit(data.model, data.train, data.val, opt, build_scheduler(opt, lp, len(data.train)), device, lp, FitState(), keep)
+    model.head.load_state_dict(best["head"])
+    apply_mode(model, cfg)
+    return (
+        f"lpft: linear probe on cached features for {lp.epochs} epochs ({time.perf_counter() - t0:.1f}s), "
+        f"best val accuracy {best['acc']:.4f} at epoch {best['epoch']}; {tail}"
+    )
+
+
+def _restore(last: dict, opt, scheduler) -> FitState:
+    opt.load_state_dict(last["optimizer"])
+    if scheduler is not None and last.get("scheduler"):
+        scheduler.load_state_dict(last["scheduler"])
+    return FitState(**last["fit_state"])
+
+
+def _announce(cfg: TrainConfig, index: DataIndex, notes: list[str], model, pre: Preprocess, device) -> None:
+    n_train, n_total = _param_counts(model)
+    _log(
+        f"data: {cfg.data}  classes: {index.classes}  "
+        + "  ".join(f"{k}: {sum(v.values())}" for k, v in index.counts().items())
+    )
+    for note in notes:
+        _log(f"note: {note}")
+    _log(
+        f"model: {cfg.model} ({cfg.mode}, {model.features} features), {n_train:,} of {n_total:,} parameters "
+        f"trainable, input {pre.input_size} px, device {device}"
+    )
+
+
+def _param_counts(model: torch.nn.Module) -> tuple[int, int]:
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))
+
+
+# -- writing the run folder ------------------------------------------------------------------------
+
+
+class _RunWriter:
+    """Writes checkpoints and per-epoch rows into the run folder: ``best.pt`` when the epoch
+    improved, then ``last.pt`` (with the whole history), then ``metrics.csv`` from that history."""
+
+    def __init__(
+        self, run: RunFolder, cfg: TrainConfig, model: TransferModel, index: DataIndex, pre: Preprocess, opt, scheduler
+    ):
+        self.run, self.cfg, self.model, self.index, self.pre = run, cfg, model, index, pre
+        self.opt, self.scheduler = opt, scheduler
+        self.skipped: dict[str, str] = dict(index.skipped)
+        self.extra: dict = {}  # more for summary.json (e.g. the logistic head's cross-validation)
+
+    def payload(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "classes": self.index.classes,
+            "backbone": self.cfg.model,
+            "mode": self.cfg.mode,
+            "preprocess": self.pre.to_dict(),
+            "config": config_to_dict(self.cfg),
+            "threshold": None,
+            "positive_class": self.index.classes[guess_positive(self.index.classes, self.cfg.positive_class)]
+            if len(self.index.classes) == 2
+            else None,
+        }
+
+    def last_payload(self, state: FitState, epoch: int) -> dict:
+        return {
+            **self.payload(),
+            "epoch": epoch,
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "fit_state": dataclasses.asdict(state),
+            "skipped": sorted(self.skipped.items()),
+            "extra": self.extra,
+        }
+
+    def on_epoch_end(self, record: dict, improved: bool, state: FitState, val: dict) -> None:
+        for split in ("train", "val"):
+            for i, reason in record[f"skipped_{split}"]:
+                self.skipped.setdefault(self.index.splits[split][i].path, reason)
+        if improved:
+            save_checkpoint({**self.payload(), "epoch": record["epoch"], "val": record}, self.run.best)
+        save_checkpoint(self.last_payload(state, record["epoch"]), self.run.last)
+        self.run.write_metrics(state.history)
+        star = " *" if improved else ""
+        total = 1 if get_mode(self.cfg.mode).cached_features and self.cfg.head == "logistic" else self.cfg.epochs
+        _log(
+            f"epoch {record['epoch']:>3}/{total}  train loss {record['train_loss']:.4f} "
+            f"acc {record['train_acc']:.3f} | val loss {record['val_loss']:.4f} acc {record['val_acc']:.3f} "
+            f"| lr {record['lr']:.2e} | {record['seconds']:.1f}s{star}"
+        )
+
+
+def _finish(
+    s: _Session,
+    model: TransferModel,
+    data: _Data,
+    pre: Preprocess,
+    state: FitState,
+    writer: _RunWriter,
+    device,
+    wall: float,
+) -> dict:
+    """Reload best.pt, calibrate the decision on the validation split and save it into both
+    checkpoints, write the figures, summary.json and report.html."""
+    cfg, run, index = s.cfg, s.run, s.index
+    best = load_checkpoint(run.best)
+    model.load_state_dict(best["model"])
+    val = evaluate(data.model, data.val, device, cfg.channels_last, cfg.amp)
+    if data.val_positions is not None:  # feature rows -> sample positions
+        val["indices"] = np.asarray([data.val_positions[i] for i in val["indices"]], dtype=int)
+    positive = guess_positive(index.classes, cfg.positive_class) if len(index.classes) == 2 else None
+    report = classification_report(val["labels"], val["probs"], index.classes, positive)
+    calibration = calibrate(
+        val["labels"], val["probs"], index.classes, positive, *cfg.threshold_rule(), temperature=cfg.calibrate
+    )
+    decision = {
+        "threshold": calibration["threshold"],
+        "temperature": calibration["temperature"],
+        "calibration": calibration,
+    }
+    save_checkpoint({**best, **decision}, run.best)
+    last = load_checkpoint(run.last)
+    save_checkpoint({**last, **decision}, run.last)  # predicting from last.pt decides the same way
+    plot_curves(state.history, run.file("curves.png"))
+    plot_confusion(
+        report["confusion_matrix"],
+        index.classes,
+        run.file("confusion_matrix.png"),
+        title=f"validation (best epoch {state.best_epoch})",
+    )
+    _val_grid(run.file("val_predictions.png"), index, val)
+    if writer.skipped:  # split.csv lists the files the run used: not those found unreadable on the way
+        kept = {k: [x for x in v if x.path not in writer.skipped] for k, v in index.splits.items()}
+        run.write_split(dataclasses.replace(index, splits=kept))
+    n_train, n_total = _param_counts(model)
+    summary = {
+        "run_dir": str(run.path.resolve()),
+        "backbone": cfg.model,
+        "mode": cfg.mode,
+        "epochs_run": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_val_metric": state.best,
+        "metric": cfg.metric,
+        "best_val_acc": report["accuracy"],
+        "val": report,
+        "history": state.history,
+        "wall_seconds": wall,
+        # from the start (data indexing, feature extraction included) to the end of the best epoch
+        "time_to_best_seconds": wall - sum(h["seconds"] for h in state.history[state.best_epoch :]),
+        "params": {"trainable": n_train, "total": n_total},
+        "preprocess": pre.to_dict(),
+        "calibration": calibration,
+        "features": model.features,
+        "head": cfg.head,
+        "recipe": cfg.recipe,
+        **writer.extra,
+        "data": {
+            "source": cfg.data,
+            "classes": index.classes,
+            "counts": index.counts(),
+            "notes": s.notes,
+            "skipped_count": len(writer.skipped),
+            "skipped": [{"path": p, "reason": r} for p, r in sorted(writer.skipped.items())],
+        },
+        "machine": _machine(device),
+    }
+    run.write_json(run.summary, summary)
+    run_report(run.path)
+    if writer.skipped:
+        _log(f"skipped {len(writer.skipped)} unreadable file(s):")
+        for p, r in sorted(writer.skipped.items()):
+            _log(f"  {p}: {r}")
+    if calibration["threshold"] is not None:
+        _log(
+            f"decision: {calibration['positive_class']} if P >= {calibration['threshold']:.4f} "
+            f"({calibration['threshold_rule']} on validation); temperature {calibration['temperature']:.3f}, "
+            f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}"
+        )
+    _log(f"best epoch {state.best_epoch}: val accuracy {report['accuracy']:.4f}  -> {run.path}")
+    return summary
+
+
+def _val_grid(path: Path, index: DataIndex, val: dict, n: int = 24) -> None:
+    samples = [index.splits["val"][i] for i in val["indices"]]
+    sample_grid(
+        path,
+        samples,
+        index.classes,
+        np.asarray([s.label for s in samples]),
+        val["probs"],
+        "validation predictions (green right, red wrong)",
+        n,
+    )

@@ -1,0 +1,64 @@
+"""The public API, name by name: every documented name resolves to what it says."""
+
+import subprocess
+import sys
+
+import pytest
+
+import transferlab
+
+EXPECTED = {  # name -> the kind of object it must be
+    "TrainConfig": type, "load_config": "function", "MODES": dict, "load_index": "function",
+    "split_folder": "function", "SplitSpec": type, "Preprocess": type, "RunFolder": type,
+    "create_model": "function", "backbone_names": "function", "train": "function", "Predictor": type,
+    "OnnxPredictor": type, "TorchScriptPredictor": type, "load_exported": "function", "evaluate_run": "function",
+    "GradCAM": type, "export_run": "function", "create_app": "function", "compare": "function",
+    "crosseval": "function", "augment_preview": "function",
+}  # fmt: skip
+
+
+def test_all_lists_exactly_the_documented_names():
+    assert set(transferlab.__all__) == {"__version__", *EXPECTED}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_public_name_resolves(name):
+    obj = getattr(transferlab, name)
+    kind = EXPECTED[name]
+    if kind == "function":
+        assert callable(obj) and not isinstance(obj, type)
+    else:
+        assert isinstance(obj, kind)
+    assert obj.__doc__ or kind is dict  # documented
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'Predicter'"):
+        transferlab.Predicter  # noqa: B018
+
+
+def test_importing_the_package_changes_no_global_state():
+    """Importing (even the plotting and image modules) leaves matplotlib's backend, PIL's bomb limit
+    and torch's thread count alone: only entry points set those (transferlab.runtime)."""
+    code = (
+        "import matplotlib, PIL.Image as I, torch; b = matplotlib.get_backend(); p = I.MAX_IMAGE_PIXELS; "
+        "t = torch.get_num_threads(); import transferlab.reports.plots, transferlab.data.images, "
+        "transferlab.predict.predictor, transferlab.training.trainer; "
+        "from transferlab.predict.predictor import Predictor; "
+        "assert (matplotlib.get_backend(), I.MAX_IMAGE_PIXELS, torch.get_num_threads()) == (b, p, t); print('ok')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"OMP_NUM_THREADS": "1",
+                       "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_predictor_from_run_leaves_threads_alone(tiny_run):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        transferlab.Predictor.from_run(tiny_run)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
