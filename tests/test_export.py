@@ -11,7 +11,6 @@ from transferlab.deploy.export import Deployable, ExportError, export_model, exp
 from transferlab.models.registry import get_spec, names
 from transferlab.models.transfer import create_model
 
-
 # TorchScript for every registered backbone; ONNX (whose dynamo exporter takes 5-25 s per model on
 # two cores) for one backbone of each kind of graph the contract must survive: timm with the
 # default bundled weights, torchvision with a residual body, a conv head pooled before the new head,
