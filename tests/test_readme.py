@@ -1,4 +1,5 @@
 """README's Python section runs as written (on a small generated folder)."""
+
 import os
 import re
 from pathlib import Path
@@ -19,7 +20,7 @@ def test_readme_python_section_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env = {}
     for code in blocks:
-        exec(compile(code, "README.md", "exec"), env)  # noqa: S102
+        exec(compile(code, "README.md", "exec"), env)
     assert env["run"].best_val_acc >= 0.5 and Path(env["run"].run_dir, "best.pt").is_file()
     assert env["report"]["n"] > 0 and env["preds"][0].label in ("fake", "real")
     assert os.path.isfile(tmp_path / "runs" / "api" / "report.html")
