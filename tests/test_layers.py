@@ -13,7 +13,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "src" / "transferlab"
 LAYERS = ["core", "data", "rundir", "models", "reports", "training", "predict", "evaluation", "deploy", "lab", "cli"]
 CORE = {"transferlab", "transferlab.__main__", "transferlab.config", "transferlab.modes", "transferlab.files",
-        "transferlab.runtime", "transferlab.metrics"}  # fmt: skip
+        "transferlab.runtime", "transferlab.metrics", "transferlab.distributed"}  # fmt: skip
 
 
 def _layer(module: str) -> str:

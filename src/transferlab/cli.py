@@ -36,6 +36,44 @@ def _add_train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> 
             p.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_)
 
 
+LAUNCH_FLAGS = ("--nproc-per-node", "--nnodes", "--rdzv-endpoint")
+
+
+def _add_launch_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("distributed (torchrun)")
+    g.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="train in N processes on this machine (torchrun; gloo on CPU, nccl on GPU)",
+    )
+    g.add_argument("--nnodes", default="1", metavar="N", help="machines taking part (with --rdzv-endpoint); default 1")
+    g.add_argument(
+        "--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous of a multi-machine run: the same on every machine"
+    )
+
+
+def _launched_elsewhere(a) -> bool:
+    """With --nproc-per-node, run this same command under torchrun (unless this process is
+    already one of its ranks) and report True: the launched ranks did the work."""
+    from . import distributed
+
+    if not a.nproc_per_node or distributed.launched():
+        return False
+    argv, skip = [], False
+    for tok in a.argv:
+        if skip:
+            skip = False
+            continue
+        name = tok.split("=", 1)[0]
+        if name in LAUNCH_FLAGS:
+            skip = "=" not in tok
+            continue
+        argv.append(tok)
+    distributed.launch(argv, a.nproc_per_node, a.nnodes, a.rdzv_endpoint)
+    return True
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .modes import names as mode_names
 
@@ -57,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file layered under the flags")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (its files are deleted first)")
+    _add_launch_flags(p)
     _add_train_flags(p)
 
     p = sub.add_parser("evaluate", help="score a run on its test split or another data set")
@@ -98,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-per-class", type=int, help="flat folders: training images per class (else 70%%)")
     p.add_argument("--val-per-class", type=int, help="flat folders: validation images per class (else 15%%)")
     p.add_argument("--groups", help="CSV of file pairs (relative to DATA) kept on one side of the split")
+    _add_launch_flags(p)
     _add_train_flags(p, skip=("model", "mode", "out"))
 
     p = sub.add_parser("crosseval", help="train on each real/fake data set, test on every one: the cross-source matrix")
@@ -182,6 +222,8 @@ def _cmd_split(a) -> int:
 
 
 def _cmd_train(a) -> int:
+    if _launched_elsewhere(a):
+        return 0
     from .config import load_config
     from .training.trainer import train
 
@@ -204,6 +246,8 @@ def _train_flags(a, skip: tuple[str, ...] = ()) -> dict:
 
 
 def _cmd_compare(a) -> int:
+    if _launched_elsewhere(a):
+        return 0
     _torch_runtime()
     from .data.split import SplitSpec
     from .lab.compare import compare
@@ -419,6 +463,7 @@ _USER_ERRORS = {
     "predict.contract": "ContractError",
     "files": "OutputError",
     "data.images": "ImageReadError",
+    "distributed": "LaunchError",
 }
 
 
@@ -452,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print, escaped, not crash
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="transferlab-bytes")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     handler = {
         "split": _cmd_split,
         "train": _cmd_train,
@@ -483,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if "transferlab.distributed" in sys.modules:  # leave the process group cleanly (torchrun ranks)
+            sys.modules["transferlab.distributed"].shutdown()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from .. import distributed
 from .images import ImageReadError, load_rgb, load_uint8, prepare
 from .index import Sample
 
@@ -146,6 +147,7 @@ def make_loader(
     decode_size: int | None = None,
     cache=None,
     item_seed: int | None = None,
+    shard: str | None = None,
 ):
     """A DataLoader over :class:`ImageDataset` that skips unreadable files (see
     :func:`collate_skipping`); seeded shuffling, persistent workers.
@@ -153,6 +155,9 @@ def make_loader(
     With a decoded-image ``cache`` the data is read in this process (``num_workers`` 0), since
     worker processes would each hold their own copy. ``samples`` may be a ready
     :class:`ImageDataset` (then ``transform``, ``decode_size``, ``cache``, ``item_seed`` are its own).
+    ``shard``: under ``torch.distributed``, ``"train"`` gives this rank its shuffled shard of equal
+    length (:class:`~transferlab.distributed.ShardedShuffleSampler`), ``"eval"`` its share of the items,
+    each item on exactly one rank (:class:`~transferlab.distributed.ShardSampler`); one process: ignored.
     """
     from torch.utils.data import DataLoader
 
@@ -166,10 +171,16 @@ def make_loader(
         if isinstance(samples, ImageDataset)
         else ImageDataset(samples, transform, decode_size, cache, item_seed)
     )
+    sampler = None
+    if shard == "train":
+        sampler = distributed.train_sampler(ds, seed)
+    elif shard == "eval" and distributed.world().distributed:
+        sampler = distributed.ShardSampler(len(ds))
     return DataLoader(
         ds,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         num_workers=workers,
         collate_fn=collate_skipping,
         pin_memory=pin_memory,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from .. import distributed
 from ..config import DEFAULT_MODEL, ConfigError, load_config
 from ..data.index import SPLITS, DataIndex, load_index, printable, read_manifest, write_manifest
 from ..data.split import SplitSpec, split_folder
@@ -25,6 +26,7 @@ from ..models.registry import get_spec
 from ..modes import MODES
 from ..reports.html import data_table, figure, machine_table, page, table
 from ..reports.plots import plot_compare_curves, plot_confusions
+from ..runtime import resolve_device
 from ..training.trainer import train
 
 __all__ = ["grid", "compare", "RunRow"]
@@ -86,7 +88,8 @@ class RunRow:
 
 
 def _log(msg: str) -> None:
-    print(printable(msg), flush=True)
+    if distributed.is_main():
+        print(printable(msg), flush=True)
 
 
 def prepare_split(data: str | Path, out: Path, spec: SplitSpec, groups: str | Path | None) -> DataIndex:
@@ -135,9 +138,11 @@ def compare(
     if not overrides.get("weights"):
         _require_weights(pairs)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # under torchrun every run of the grid trains on all ranks; the main rank writes
+    distributed.init(resolve_device(overrides.get("device", "auto")).type)
+    distributed.on_main(out.mkdir, parents=True, exist_ok=True)
     spec = split or SplitSpec(seed=int(overrides.get("seed", 0)))
-    index = prepare_split(data, out, spec, groups)
+    index = distributed.on_main(prepare_split, data, out, spec, groups)
     rows: list[RunRow] = []
     for i, (model, mode) in enumerate(pairs, 1):
         name = f"{model}_{mode}"
@@ -164,7 +169,7 @@ def compare(
             not (run / "eval.json").is_file()
             or (run / "eval.json").stat().st_mtime < (run / "summary.json").stat().st_mtime
         ):
-            evaluate_run(run, explain=0)
+            distributed.on_main(evaluate_run, run, explain=0)
         rows.append(_row(name, run, reused))
     best = max(rows, key=lambda r: (r.best_val_acc, -r.wall_seconds))
     result = {
@@ -179,8 +184,8 @@ def compare(
         "seconds": time.perf_counter() - t0,
         "seconds_training": sum(r.wall_seconds for r in rows),
     }
-    write_text((out / "compare.json"), json.dumps(result, indent=2))
-    write_reports(out, result)
+    distributed.on_main(write_text, out / "compare.json", json.dumps(result, indent=2))
+    distributed.on_main(write_reports, out, result)
     _log(render_table(rows))
     _log(f"best by validation accuracy: {best.name}; report: {out / 'report.html'}")
     return result

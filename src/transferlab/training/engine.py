@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .. import distributed
 from ..config import TrainConfig
 from ..models.transfer import TransferModel
 from ..modes import get_mode
@@ -33,6 +34,7 @@ __all__ = [
     "is_better",
     "val_metric",
     "seed_epoch",
+    "gather_outputs",
 ]
 
 
@@ -88,7 +90,7 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
 
 
 def _bar(loader, desc: str, progress: bool):
-    if not progress:
+    if not progress or not distributed.is_main():
         return loader
     from tqdm.auto import tqdm
 
@@ -133,6 +135,10 @@ def train_one_epoch(
         n += len(y)
         if cfg.progress:
             bar.set_postfix(loss=f"{total_loss / n:.4f}", acc=f"{correct / n:.3f}")
+    if distributed.world().distributed:  # the epoch's figures over every rank's batches
+        parts = distributed.gather((total_loss, correct, n, skipped))
+        total_loss, correct, n = (sum(q[i] for q in parts) for i in range(3))
+        skipped = sorted(sum((q[3] for q in parts), []))
     return {
         "loss": total_loss / max(n, 1),
         "acc": correct / max(n, 1),
@@ -166,24 +172,48 @@ def evaluate(
         labels.append(batch["label"])
         indices.append(batch["index"])
     if not probs:
+        return _outputs(np.zeros((0, 0)), np.zeros(0, int), np.zeros(0, int), skipped)
+    return _outputs(torch.cat(probs).numpy(), torch.cat(labels).numpy(), torch.cat(indices).numpy(), skipped)
+
+
+def _outputs(probs: np.ndarray, labels: np.ndarray, indices: np.ndarray, skipped: list) -> dict:
+    if not len(labels):
         return {
             "loss": float("nan"),
             "acc": 0.0,
-            "probs": np.zeros((0, 0)),
-            "labels": np.zeros(0, int),
-            "indices": np.zeros(0, int),
+            "probs": probs,
+            "labels": labels,
+            "indices": indices,
             "skipped": skipped,
         }
-    p, y = torch.cat(probs), torch.cat(labels)
-    loss = F.nll_loss(torch.log(p.clamp_min(1e-12)), y).item()
+    p, y = torch.from_numpy(probs), torch.from_numpy(labels)
     return {
-        "loss": loss,
+        "loss": F.nll_loss(torch.log(p.clamp_min(1e-12)), y).item(),
         "acc": (p.argmax(1) == y).float().mean().item(),
-        "probs": p.numpy(),
-        "labels": y.numpy(),
-        "indices": torch.cat(indices).numpy(),
+        "probs": probs,
+        "labels": labels,
+        "indices": indices,
         "skipped": skipped,
     }
+
+
+def gather_outputs(val: dict) -> dict:
+    """Every rank's share of an :func:`evaluate` (over a :class:`~transferlab.distributed.ShardSampler`)
+    joined into the whole set's outputs, in dataset order, each item once; unchanged in one process."""
+    parts = distributed.gather({k: val[k] for k in ("probs", "labels", "indices", "skipped")})
+    if len(parts) == 1:
+        return val
+    full = [q for q in parts if len(q["labels"])]
+    if not full:
+        return _outputs(np.zeros((0, 0)), np.zeros(0, int), np.zeros(0, int), sum((q["skipped"] for q in parts), []))
+    indices = np.concatenate([q["indices"] for q in full])
+    order = np.argsort(indices, kind="stable")
+    return _outputs(
+        np.concatenate([q["probs"] for q in full])[order],
+        np.concatenate([q["labels"] for q in full])[order],
+        indices[order],
+        sorted(sum((q["skipped"] for q in parts), [])),
+    )
 
 
 def is_better(
@@ -216,13 +246,16 @@ def seed_epoch(seed: int, epoch: int, loader: DataLoader | None = None) -> None:
     the epoch an uninterrupted run would have had."""
     import random
 
-    s = (seed * 1_000_003 + epoch * 7919) % 2**63
+    s = (seed * 1_000_003 + epoch * 7919 + distributed.world().rank * 104_729) % 2**63
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.manual_seed(s)
     gen = getattr(loader, "generator", None)
     if gen is not None:
         gen.manual_seed(s)
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):  # distributed: a new shuffle of the shards each epoch
+        sampler.set_epoch(epoch)
 
 
 def val_metric(metric: str, val: dict) -> float:
@@ -257,14 +290,15 @@ def fit(
     """
     state = state or FitState()
     stale = state.epoch - state.best_epoch
+    net = distributed.wrap(model, device)  # DDP when distributed; evaluation uses the bare model
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         if state.stopped_early:
             break
         seed_epoch(cfg.seed, epoch, train_loader)
         t0 = time.perf_counter()
         lr = opt.param_groups[-1]["lr"]
-        tr = train_one_epoch(model, train_loader, opt, scheduler, device, cfg, desc=f"epoch {epoch}/{cfg.epochs}")
-        val = evaluate(model, val_loader, device, cfg.channels_last, cfg.amp)
+        tr = train_one_epoch(net, train_loader, opt, scheduler, device, cfg, desc=f"epoch {epoch}/{cfg.epochs}")
+        val = gather_outputs(evaluate(model, val_loader, device, cfg.channels_last, cfg.amp))
         value = val_metric(cfg.metric, val)
         improved = is_better(cfg.metric, value, state.best, val["loss"], state.best_loss)
         record = {

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .. import distributed
 from ..config import TrainConfig
 from ..data.index import Sample, file_digest
 from ..data.loading import DecodedImageCache, collate_skipping, make_loader
@@ -88,6 +89,7 @@ def _forward_views(
             pre.decode_size,
             images,
             item_seed=cfg.seed * 100 + v,
+            shard="eval",  # distributed: each rank embeds its share, gathered below
         )
         out: dict[int, torch.Tensor] = {}
         for batch in loader:
@@ -99,6 +101,10 @@ def _forward_views(
                 x = x.contiguous(memory_format=torch.channels_last)
             f = model.forward_features(x).float().cpu()  # (B, K, 3, S, S) crop views: averaged
             out.update(zip(batch["index"].tolist(), f))
+        if distributed.world().distributed:
+            for part_out, part_skipped in distributed.gather((out, skipped)):
+                out.update(part_out)
+                skipped.update(part_skipped)
         per_view.append(out)
     feats = {i: torch.stack([pv[i] for pv in per_view]) for i in per_view[0] if all(i in pv for pv in per_view)}
     return feats, sorted(skipped.items())
@@ -133,7 +139,7 @@ def extract_features(
             labels.append(samples[i].label)
             positions.append(i)
     if cache is not None and todo:
-        cache.save()
+        distributed.on_main(cache.save)  # one cache, written once
     feats = torch.stack(rows) if rows else torch.zeros(0, 1 + views, model.feature_dim)
     return FeatureSet(
         feats, torch.tensor(labels, dtype=torch.long), positions, skipped, len(todo), time.perf_counter() - t0
@@ -162,8 +168,17 @@ def feature_loader(fs: FeatureSet, all_views: bool, batch_size: int, shuffle: bo
         feats, labels = fs.feats[:, 0], fs.labels
     g = torch.Generator()
     g.manual_seed(seed)
+    ds = FeatureDataset(feats, labels)
+    sampler = distributed.train_sampler(ds, seed) if shuffle else None
+    if not shuffle and distributed.world().distributed:
+        sampler = distributed.ShardSampler(len(ds))
     return DataLoader(
-        FeatureDataset(feats, labels), batch_size=batch_size, shuffle=shuffle, collate_fn=collate_skipping, generator=g
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        collate_fn=collate_skipping,
+        generator=g,
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
+from .. import __version__, distributed
 from ..config import ConfigError, TrainConfig, config_to_dict, load_config
 from ..data.index import DataIndex, carve_validation, conflicting_copies, load_index, printable
 from ..data.loading import DecodedImageCache, make_loader
@@ -36,7 +36,7 @@ from ..reports.plots import plot_confusion, plot_curves
 from ..rundir import RunFolder, RunFolderError
 from ..runtime import resolve_device, set_threads
 from .calibration import calibrate
-from .engine import FitState, build_optimizer, build_scheduler, evaluate, fit, val_metric
+from .engine import FitState, build_optimizer, build_scheduler, evaluate, fit, gather_outputs, val_metric
 from .features import FeatureCache, FeatureSet, cache_key, default_cache_dir, extract_features, feature_loader
 from .recipe import resolve as resolve_recipe
 
@@ -52,7 +52,8 @@ class RunResult:
 
 
 def _log(msg: str) -> None:
-    print(printable(msg), flush=True)
+    if distributed.is_main():  # one voice for all ranks
+        print(printable(msg), flush=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -167,21 +168,25 @@ class _Session:
 def _open_new(cfg: TrainConfig, overwrite: bool) -> _Session:
     get_spec(cfg.model)  # an unknown backbone name fails before the data is read
     run = RunFolder(cfg.out)
-    if run.is_run() and not overwrite:  # refuse before the (slow) indexing
-        run.prepare_new(False)
-    index, notes = prepare_data(cfg)
+    if not overwrite:  # refuse before the (slow) indexing
+        distributed.on_main(lambda: run.prepare_new(False) if run.is_run() else None)
+    index, notes = distributed.on_main(prepare_data, cfg)  # indexed once, shared with every rank
     cfg, recipe_notes = resolve_recipe(cfg, index.classes)
     seed_everything(cfg.seed)
     model = build_model(cfg, len(index.classes))  # missing weights fail here, before anything is written
-    run.prepare_new(overwrite)
-    run.write_config(cfg)  # first: from here on, --resume can always continue or restart the run
-    run.write_split(index)
+
+    def create() -> None:
+        run.prepare_new(overwrite)
+        run.write_config(cfg)  # first: from here on, --resume can always continue or restart the run
+        run.write_split(index)
+
+    distributed.on_main(create)
     return _Session(cfg, run, index, notes + recipe_notes, None, model)
 
 
 def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
     run = RunFolder(folder)
-    run.clean_temporaries()
+    distributed.on_main(run.clean_temporaries)
     if not run.last.is_file():
         if not run.is_run():
             raise RunFolderError(
@@ -189,7 +194,7 @@ def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
                 "`transferlab train DATA --out RUN`"
             )
         cfg = dataclasses.replace(run.read_config(overrides), out=str(run.path))
-        index = run.read_split() if run.split.is_file() else prepare_data(cfg)[0]
+        index = run.read_split() if run.split.is_file() else distributed.on_main(prepare_data, cfg)[0]
         seed_everything(cfg.seed)
         return _Session(
             cfg,
@@ -207,7 +212,7 @@ def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
             f"cannot change epochs from {saved.epochs} to {cfg.epochs} on resume with the "
             f"'{cfg.scheduler}' schedule (its length is fixed); start a new run instead"
         )
-    run.write_metrics(last["fit_state"]["history"])  # heals a kill between last.pt and metrics.csv
+    distributed.on_main(run.write_metrics, last["fit_state"]["history"])  # heals a kill between last.pt and metrics.csv
     return _Session(
         cfg,
         run,
@@ -232,6 +237,8 @@ def train(
     ``overwrite`` (which deletes it first). ``cfg`` is never modified."""
     t0 = time.perf_counter()  # wall time includes data indexing and feature extraction
     set_threads()
+    wanted = cfg.device if cfg is not None else (overrides or {}).get("device", "auto")
+    world = distributed.init(resolve_device(wanted).type)  # a no-op unless launched by torchrun
     if resume is not None:
         s = _open_resumed(resume, overrides)
     elif cfg is None:
@@ -240,6 +247,8 @@ def train(
         s = _open_new(dataclasses.replace(cfg).validate(), overwrite)
     cfg, model = s.cfg, s.model
     device = resolve_device(cfg.device)
+    if device.type == "cuda" and world.distributed:
+        device = torch.device("cuda", world.local_rank)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -354,7 +363,7 @@ def _fit_logistic_head(
 
     t0 = time.perf_counter()
     found = fit_logistic(model, data.train_features.feats, data.train_features.labels, cfg.seed)
-    val = evaluate(data.model, data.val, device, False, cfg.amp)
+    val = gather_outputs(evaluate(data.model, data.val, device, False, cfg.amp))
     record = {
         "epoch": 1,
         "train_loss": found.train_log_loss,
@@ -396,7 +405,7 @@ def _linear_probe(model: TransferModel, index: DataIndex, pre: Preprocess, cfg: 
         from .logistic import fit_logistic
 
         found = fit_logistic(model, data.train_features.feats, data.train_features.labels, cfg.seed)
-        val = evaluate(data.model, data.val, device, False, cfg.amp)
+        val = gather_outputs(evaluate(data.model, data.val, device, False, cfg.amp))
         apply_mode(model, cfg)
         return (
             f"lpft: logistic head on cached {model.features} features (C {found.C:g} by {found.folds}-fold CV, "
@@ -466,6 +475,12 @@ class _RunWriter:
         self.skipped: dict[str, str] = dict(index.skipped)
         self.extra: dict = {}  # more for summary.json (e.g. the logistic head's cross-validation)
 
+    def _write(self, record: dict, improved: bool, state: FitState) -> None:
+        if improved:
+            save_checkpoint({**self.payload(), "epoch": record["epoch"], "val": record}, self.run.best)
+        save_checkpoint(self.last_payload(state, record["epoch"]), self.run.last)
+        self.run.write_metrics(state.history)
+
     def payload(self) -> dict:
         return {
             "model": self.model.state_dict(),
@@ -495,10 +510,7 @@ class _RunWriter:
         for split in ("train", "val"):
             for i, reason in record[f"skipped_{split}"]:
                 self.skipped.setdefault(self.index.splits[split][i].path, reason)
-        if improved:
-            save_checkpoint({**self.payload(), "epoch": record["epoch"], "val": record}, self.run.best)
-        save_checkpoint(self.last_payload(state, record["epoch"]), self.run.last)
-        self.run.write_metrics(state.history)
+        distributed.on_main(self._write, record, improved, state)
         star = " *" if improved else ""
         total = 1 if get_mode(self.cfg.mode).cached_features and self.cfg.head == "logistic" else self.cfg.epochs
         _log(
@@ -519,11 +531,28 @@ def _finish(
     wall: float,
 ) -> dict:
     """Reload best.pt, calibrate the decision on the validation split and save it into both
-    checkpoints, write the figures, summary.json and report.html."""
-    cfg, run, index = s.cfg, s.run, s.index
-    best = load_checkpoint(run.best)
+    checkpoints, write the figures, summary.json and report.html (the main rank writes; every
+    rank returns the summary)."""
+    distributed.barrier()  # the main rank has written best.pt
+    best = load_checkpoint(s.run.best)
     model.load_state_dict(best["model"])
-    val = evaluate(data.model, data.val, device, cfg.channels_last, cfg.amp)
+    val = gather_outputs(evaluate(data.model, data.val, device, s.cfg.channels_last, s.cfg.amp))
+    return distributed.on_main(_write_results, s, model, data, pre, state, writer, device, wall, best, val)
+
+
+def _write_results(
+    s: _Session,
+    model: TransferModel,
+    data: _Data,
+    pre: Preprocess,
+    state: FitState,
+    writer: _RunWriter,
+    device,
+    wall: float,
+    best: dict,
+    val: dict,
+) -> dict:
+    cfg, run, index = s.cfg, s.run, s.index
     if data.val_positions is not None:  # feature rows -> sample positions
         val["indices"] = np.asarray([data.val_positions[i] for i in val["indices"]], dtype=int)
     positive = guess_positive(index.classes, cfg.positive_class) if len(index.classes) == 2 else None
