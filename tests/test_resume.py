@@ -29,7 +29,7 @@ ARGS = [
     "--mode",
     "scratch",
     "--epochs",
-    "6",
+    "4",
     "--image-size",
     "32",
     "--batch-size",
@@ -59,9 +59,12 @@ def _kill_after(cmd: list[str], marker: str | None, delay: float) -> None:
     p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         if marker is not None:
+            seen = None
             for line in p.stdout:
                 if marker in line:
+                    seen = line
                     break
+            assert seen is not None, f"the run never printed {marker!r}: the kill point was not reached"
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
     finally:

@@ -43,6 +43,8 @@ CROPS = ("resize", "native")
 RECIPES = ("auto", "classic", "detect")
 FEATURE_KINDS = ("auto", "last", "stages")
 HEADS = ("auto", "sgd", "logistic")
+CLASS_WEIGHTS = ("none", "auto")
+SAMPLERS = ("none", "balanced")
 DEFAULT_MODEL = "efficientnet_lite0"
 
 
@@ -73,6 +75,8 @@ class TrainConfig:
     step_size: int = 7  # step scheduler: epochs between decays
     gamma: float = 0.1  # step scheduler: decay factor
     label_smoothing: float = 0.0  # cross-entropy label smoothing, 0-1
+    class_weights: str = "none"  # none | auto (loss weighted by inverse class frequency: imbalanced data)
+    sampler: str = "none"  # none | balanced (draw each class equally often; with cached features too)
     metric: str = "accuracy"  # validation metric that picks best.pt: accuracy | loss | auc
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
     seed: int = 0  # seeds the split carved from train, initialisation, data order and augmentation
@@ -129,6 +133,8 @@ class TrainConfig:
         _choice("recipe", self.recipe, RECIPES)
         _choice("features", self.features, FEATURE_KINDS)
         _choice("head", self.head, HEADS)
+        _choice("class_weights", self.class_weights, CLASS_WEIGHTS)
+        _choice("sampler", self.sampler, SAMPLERS)
         if self.crop_views < 1 or round(self.crop_views**0.5) ** 2 != self.crop_views:
             raise ConfigError(f"crop_views must be a square number (1, 4, 9, 16, ...), got {self.crop_views}")
         if self.crop_views > 1 and self.crop != "native":

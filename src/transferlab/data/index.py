@@ -28,6 +28,7 @@ __all__ = [
     "write_manifest",
     "carve_validation",
     "conflicting_copies",
+    "imbalance_note",
     "printable",
     "file_digest",
     "expand_inputs",
@@ -83,27 +84,71 @@ class DataIndex:
         return [s for split in SPLITS for s in self.splits.get(split, [])]
 
 
+def _walk(folder: Path, skipped: list[tuple[str, str]]) -> list[str]:
+    """Every file under ``folder``, recursively (``os.scandir``: no ``stat`` beyond what the
+    directory listing gives; symlinked folders are not followed), sorted. Dangling or looping
+    links and unlistable folders go to ``skipped``."""
+    found, stack = [], [str(folder)]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as entries:
+                for e in entries:
+                    if e.name.startswith("."):
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    elif e.is_symlink() and not os.path.exists(e.path):  # dangling, or a loop
+                        skipped.append((e.path, "broken or looping symbolic link"))
+                    elif e.is_file():
+                        found.append(e.path)
+        except OSError as err:
+            skipped.append((d, f"cannot list folder ({err.strerror})"))
+    return sorted(found, key=lambda p: p.split(os.sep))  # the order Path objects sort in (part by part)
+
+
+def _header_problem(path: str) -> str | None:
+    try:
+        check_image(path)
+    except ImageReadError as e:
+        return e.reason
+    return None
+
+
+PARALLEL_CHECKS = 2000  # from this many files on, header checks run in one process per core
+
+
+def _check_headers(paths: list[str]) -> list[str | None]:
+    """:func:`~transferlab.data.images.check_image` of every path (the reason, or None when
+    fine), in order; spread over the cores for large folders (forked workers, Linux)."""
+    import multiprocessing
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if len(paths) < PARALLEL_CHECKS or cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_header_problem(p) for p in paths]
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=cores, mp_context=ctx) as pool:
+        return list(pool.map(_header_problem, paths, chunksize=256))
+
+
 def _list_class_dir(folder: Path, skipped: list[tuple[str, str]], verify: bool) -> list[str]:
     """Readable-looking image files in ``folder`` (recursively), sorted; others go to ``skipped``."""
+    files = []
+    for p in _walk(folder, skipped):
+        if is_image_name(p):
+            files.append(p)
+        else:
+            skipped.append((p, f"not an image file name (suffix '{os.path.splitext(p)[1]}')"))
+    if not verify:
+        return files
     good = []
-    for p in sorted(folder.rglob("*")):
-        if p.name.startswith("."):
-            continue
-        if p.is_symlink() and not p.exists():  # dangling, or a loop (a link to itself)
-            skipped.append((str(p), "broken or looping symbolic link"))
-            continue
-        if not p.is_file():
-            continue
-        if not is_image_name(p):
-            skipped.append((str(p), f"not an image file name (suffix '{p.suffix}')"))
-            continue
-        if verify:
-            try:
-                check_image(p)
-            except ImageReadError as e:
-                skipped.append((str(p), e.reason))
-                continue
-        good.append(str(p))
+    for p, problem in zip(files, _check_headers(files)):
+        if problem is None:
+            good.append(p)
+        else:
+            skipped.append((p, problem))
     return good
 
 
@@ -240,6 +285,23 @@ def read_manifest(path: str | Path, verify: bool = True) -> DataIndex:
         if not any(s.label == i for s in index.all_samples()):
             raise DataError(f"manifest '{path}': class '{name}' has no readable images")
     return index
+
+
+IMBALANCE_WARN = 3.0  # warn when the largest class has more than this many times the smallest's images
+
+
+def imbalance_note(samples: Sequence[Sample], classes: list[str], limit: float = IMBALANCE_WARN) -> str | None:
+    """A warning when the classes of ``samples`` differ in size by more than ``limit`` times,
+    saying what to use; None when they are balanced enough."""
+    counts = Counter(s.label for s in samples)
+    sizes = [counts.get(i, 0) for i in range(len(classes))]
+    if not samples or min(sizes) == 0 or max(sizes) <= limit * min(sizes):
+        return None
+    listed = ", ".join(f"{c} {n}" for c, n in zip(classes, sizes))
+    return (
+        f"classes are imbalanced ({listed}: {max(sizes) / min(sizes):.1f} to 1); train with --class-weights auto "
+        "or --sampler balanced, and judge runs by balanced accuracy"
+    )
 
 
 def conflicting_copies(index: DataIndex) -> list[tuple[str, str, str, str]]:

@@ -20,6 +20,9 @@ __all__ = [
     "make_loader",
     "default_workers",
     "threaded_batches",
+    "cache_or_stream",
+    "decoded_size_estimate",
+    "balanced_sampler",
 ]
 
 
@@ -62,6 +65,44 @@ class DecodedImageCache:
             "misses": self.misses,
             "not_cached": self.refused,
         }
+
+
+def decoded_size_estimate(samples: Sequence[Sample], decode_size: int | None, probe: int = 32) -> int:
+    """Bytes the decoded uint8 images of ``samples`` would take (short side shrunk to
+    ``decode_size``), estimated from the headers of up to ``probe`` evenly spread files."""
+    from PIL import Image
+
+    if not samples:
+        return 0
+    picks = samples[:: max(1, len(samples) // probe)][:probe]
+    sizes = []
+    for s in picks:
+        try:
+            with Image.open(s.path) as im:
+                w, h = im.size
+        except Exception:  # unreadable: reported when it is loaded; not part of the estimate
+            continue
+        if decode_size and min(w, h) > decode_size:
+            w, h = round(w * decode_size / min(w, h)), round(h * decode_size / min(w, h))
+        sizes.append(3 * w * h)
+    return int(len(samples) * sum(sizes) / max(1, len(sizes)))
+
+
+def cache_or_stream(
+    samples: Sequence[Sample], decode_size: int | None, budget_mb: int, passes: int = 2
+) -> tuple[DecodedImageCache | None, str | None]:
+    """A :class:`DecodedImageCache` when the decoded set fits ``budget_mb`` and is read more than
+    once (``passes``); else ``None`` (stream from disk with worker processes, each file decoded
+    on every pass) and a note saying why."""
+    if budget_mb <= 0 or passes < 2:
+        return None, None
+    need = decoded_size_estimate(samples, decode_size)
+    if need > budget_mb * 2**20:
+        return None, (
+            f"decoded images (~{need / 2**20:,.0f} MB) exceed the cache budget ({budget_mb} MB, "
+            "--image-cache-mb): streaming from disk with worker processes"
+        )
+    return DecodedImageCache(budget_mb * 2**20), None
 
 
 class ImageDataset(Dataset):
@@ -148,6 +189,7 @@ def make_loader(
     cache=None,
     item_seed: int | None = None,
     shard: str | None = None,
+    balanced: bool = False,
 ):
     """A DataLoader over :class:`ImageDataset` that skips unreadable files (see
     :func:`collate_skipping`); seeded shuffling, persistent workers.
@@ -158,6 +200,7 @@ def make_loader(
     ``shard``: under ``torch.distributed``, ``"train"`` gives this rank its shuffled shard of equal
     length (:class:`~transferlab.distributed.ShardedShuffleSampler`), ``"eval"`` its share of the items,
     each item on exactly one rank (:class:`~transferlab.distributed.ShardSampler`); one process: ignored.
+    ``balanced``: draw every class equally often (:func:`balanced_sampler`) instead of shuffling.
     """
     from torch.utils.data import DataLoader
 
@@ -172,7 +215,9 @@ def make_loader(
         else ImageDataset(samples, transform, decode_size, cache, item_seed)
     )
     sampler = None
-    if shard == "train":
+    if balanced:
+        sampler = balanced_sampler([s.label for s in ds.samples], g)
+    elif shard == "train":
         sampler = distributed.train_sampler(ds, seed)
     elif shard == "eval" and distributed.world().distributed:
         sampler = distributed.ShardSampler(len(ds))
@@ -188,6 +233,19 @@ def make_loader(
         generator=g,
         drop_last=False,
     )
+
+
+def balanced_sampler(labels, generator: torch.Generator):
+    """Draw ``len(labels)`` items per epoch with replacement, each class equally likely (weights
+    1/count), from ``generator`` (reseeded per epoch). Not sharded: one process only."""
+    from torch.utils.data import WeightedRandomSampler
+
+    if distributed.world().distributed:
+        raise ValueError("--sampler balanced runs in one process; with torchrun use --class-weights auto instead")
+    labels = torch.as_tensor(list(labels), dtype=torch.long)
+    counts = torch.bincount(labels).double()
+    weights = (1.0 / counts)[labels]
+    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
 
 
 def threaded_batches(dataset: Dataset, batch_size: int):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import write_text
-from .index import SPLITS, DataError, DataIndex, Sample, load_index, write_manifest
+from .index import SPLITS, DataError, DataIndex, Sample, imbalance_note, load_index, write_manifest
 
 __all__ = ["SplitSpec", "make_split", "split_folder", "read_groups", "duplicate_files"]
 
@@ -151,6 +151,9 @@ def split_folder(
     warnings = [
         f"byte-identical files in two splits: {a} ({sa}) == {b} ({sb})" for a, sa, b, sb in duplicate_files(splits)
     ]
+    skew = imbalance_note(samples, index.classes)
+    if skew:
+        warnings.append(skew)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(result, out / "split.csv")

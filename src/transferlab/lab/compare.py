@@ -81,6 +81,7 @@ class RunRow:
     best_val_acc: float
     eval_split: str
     test_acc: float
+    test_balanced_acc: float
     roc_auc: float | None
     average_precision: float | None
     per_class: dict[str, float | None]
@@ -208,6 +209,7 @@ def _row(name: str, run: Path, reused: bool) -> RunRow:
         s["best_val_acc"],
         ev["split"],
         ev["accuracy"],
+        ev["balanced_accuracy"],
         b.get("roc_auc"),
         b.get("average_precision"),
         {c: v["accuracy"] for c, v in ev["per_class"].items()},
@@ -225,6 +227,7 @@ _HEAD = [
     "to best s",
     "best val acc",
     "test acc",
+    "test balanced acc",
     "ROC-AUC",
     "AP",
 ]
@@ -241,6 +244,7 @@ def _cells(r: RunRow) -> list:
         f"{r.time_to_best_seconds:.1f}",
         r.best_val_acc,
         r.test_acc,
+        r.test_balanced_acc,
         r.roc_auc,
         r.average_precision,
         *list(r.per_class.values()),
@@ -250,7 +254,7 @@ def _cells(r: RunRow) -> list:
 def render_table(rows: Sequence[RunRow]) -> str:
     """The comparison table as markdown (``test`` is the run's evaluation split)."""
     classes = list(rows[0].per_class) if rows else []
-    head = _HEAD + [f"acc {c}" for c in classes]
+    head = _HEAD + [f"recall {c}" for c in classes]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(
@@ -320,7 +324,7 @@ def write_reports(out: Path, result: dict) -> None:
     ]
     write_text((out / "report.md"), "\n".join(md) + "\n")
 
-    per_class = [f"acc {c}" for c in classes]
+    per_class = [f"recall {c}" for c in classes]
     body = [
         "<h2>Runs</h2>",
         table(_HEAD + per_class, [_cells(r) for r in rows], ["best" if r.name == best else "" for r in rows]),

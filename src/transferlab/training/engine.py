@@ -35,6 +35,9 @@ __all__ = [
     "val_metric",
     "seed_epoch",
     "gather_outputs",
+    "amp_dtype",
+    "grad_scaler",
+    "class_weights",
 ]
 
 
@@ -77,11 +80,22 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     return None
 
 
+def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """Mixed precision on CUDA: bfloat16 where the GPU has it (no loss scaling needed), else
+    float16 (with a :func:`grad_scaler`); ``None`` (full precision) on CPU or with ``amp`` off."""
+    if not (amp and device.type == "cuda"):
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def grad_scaler(device: torch.device, amp: bool):
+    """A ``GradScaler`` when training runs in float16 (small gradients would underflow), else ``None``."""
+    return torch.amp.GradScaler("cuda") if amp_dtype(device, amp) == torch.float16 else None
+
+
 def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
+    dtype = amp_dtype(device, amp)
+    return torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -105,9 +119,15 @@ def train_one_epoch(
     device: torch.device,
     cfg: TrainConfig,
     desc: str = "train",
+    scaler=None,
+    class_weight: torch.Tensor | None = None,
 ) -> dict:
     """One pass of SGD over ``loader``. Returns ``loss``, ``acc``, ``n``, ``skipped`` (list of
-    ``(dataset index, reason)`` for unreadable files) and ``seconds``."""
+    ``(dataset index, reason)`` for unreadable files) and ``seconds``. ``scaler``: a
+    ``GradScaler`` for float16 training (:func:`grad_scaler`; made here when needed and not given).
+    ``class_weight``: per-class loss weights (:func:`class_weights`), for imbalanced data."""
+    w = class_weight.to(device) if class_weight is not None else None
+    scaler = scaler if scaler is not None else grad_scaler(device, cfg.amp)
     model.train()
     t0, total_loss, correct, n, skipped = time.perf_counter(), 0.0, 0, 0, []
     bar = _bar(loader, desc, cfg.progress)
@@ -120,14 +140,19 @@ def train_one_epoch(
         with _autocast(device, cfg.amp):
             out = model(x)
             logits, aux = out if isinstance(out, tuple) else (out, None)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(logits, y, weight=w, label_smoothing=cfg.label_smoothing)
             if aux is not None:
-                loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
+                loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, weight=w, label_smoothing=cfg.label_smoothing)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()}; lower the learning rate (--lr)")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is not None:  # float16: scale the loss so small gradients survive, unscale to step
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         if scheduler is not None:
             scheduler.step()
         total_loss += loss.item() * len(y)
@@ -207,6 +232,8 @@ def gather_outputs(val: dict) -> dict:
     if not full:
         return _outputs(np.zeros((0, 0)), np.zeros(0, int), np.zeros(0, int), sum((q["skipped"] for q in parts), []))
     indices = np.concatenate([q["indices"] for q in full])
+    if len(np.unique(indices)) != len(indices):
+        raise RuntimeError("evaluation shards overlap: a validation item was scored on two ranks")
     order = np.argsort(indices, kind="stable")
     return _outputs(
         np.concatenate([q["probs"] for q in full])[order],
@@ -214,6 +241,13 @@ def gather_outputs(val: dict) -> dict:
         indices[order],
         sorted(sum((q["skipped"] for q in parts), [])),
     )
+
+
+def class_weights(labels, num_classes: int) -> torch.Tensor:
+    """Inverse class frequency, scaled so a balanced set gets weight 1 for every class
+    (``n / (num_classes * count)``, sklearn's "balanced"); an absent class gets 0."""
+    counts = torch.bincount(torch.as_tensor(labels, dtype=torch.long), minlength=num_classes).float()
+    return torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp_min(1)), torch.zeros_like(counts))
 
 
 def is_better(
@@ -281,6 +315,7 @@ def fit(
     cfg: TrainConfig,
     state: FitState | None = None,
     on_epoch_end: Callable[[dict, bool, FitState, dict], None] | None = None,
+    class_weight: torch.Tensor | None = None,
 ) -> FitState:
     """Train ``model`` (a whole TransferModel, or just its head on cached features) for
     ``cfg.epochs`` (continuing from ``state``), validating every epoch.
@@ -291,13 +326,15 @@ def fit(
     state = state or FitState()
     stale = state.epoch - state.best_epoch
     net = distributed.wrap(model, device)  # DDP when distributed; evaluation uses the bare model
+    scaler = grad_scaler(device, cfg.amp)  # one for the whole fit: its scale carries across epochs
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         if state.stopped_early:
             break
         seed_epoch(cfg.seed, epoch, train_loader)
         t0 = time.perf_counter()
         lr = opt.param_groups[-1]["lr"]
-        tr = train_one_epoch(net, train_loader, opt, scheduler, device, cfg, desc=f"epoch {epoch}/{cfg.epochs}")
+        desc = f"epoch {epoch}/{cfg.epochs}"
+        tr = train_one_epoch(net, train_loader, opt, scheduler, device, cfg, desc, scaler, class_weight)
         val = gather_outputs(evaluate(model, val_loader, device, cfg.channels_last, cfg.amp))
         value = val_metric(cfg.metric, val)
         improved = is_better(cfg.metric, value, state.best, val["loss"], state.best_loss)

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from .. import distributed
 from ..config import TrainConfig
 from ..data.index import Sample, file_digest
-from ..data.loading import DecodedImageCache, collate_skipping, make_loader
+from ..data.loading import balanced_sampler, cache_or_stream, collate_skipping, make_loader
 from ..data.preprocess import Preprocess
 from ..data.transforms import AugmentSpec, eval_transform, train_transform
 from ..models.transfer import TransferModel
@@ -75,7 +75,7 @@ def _forward_views(
     per_view: list[dict[int, torch.Tensor]] = []
     skipped: dict[int, str] = {}
     # every view re-reads the same files: decode each once (in this process)
-    images = DecodedImageCache(cfg.image_cache_mb * 2**20) if cfg.image_cache_mb > 0 else None
+    images, _ = cache_or_stream(samples, pre.decode_size, cfg.image_cache_mb, passes=1 + views)
     for v in range(1 + views):
         tf = eval_transform(pre) if v == 0 else train_transform(pre, AugmentSpec.from_config(cfg))
         loader = make_loader(
@@ -159,8 +159,11 @@ class FeatureDataset(Dataset):
         return self.feats[i], int(self.labels[i]), i, None
 
 
-def feature_loader(fs: FeatureSet, all_views: bool, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    """Training: every view is a sample. Validation: the evaluation view only."""
+def feature_loader(
+    fs: FeatureSet, all_views: bool, batch_size: int, shuffle: bool, seed: int, balanced: bool = False
+) -> DataLoader:
+    """Training: every view is a sample. Validation: the evaluation view only. ``balanced``:
+    every class drawn equally often (:func:`~transferlab.data.loading.balanced_sampler`)."""
     if all_views:
         feats = fs.feats.reshape(-1, fs.feats.shape[-1])
         labels = fs.labels.repeat_interleave(fs.feats.shape[1])
@@ -170,6 +173,8 @@ def feature_loader(fs: FeatureSet, all_views: bool, batch_size: int, shuffle: bo
     g.manual_seed(seed)
     ds = FeatureDataset(feats, labels)
     sampler = distributed.train_sampler(ds, seed) if shuffle else None
+    if shuffle and balanced:
+        sampler = balanced_sampler(labels, g)
     if not shuffle and distributed.world().distributed:
         sampler = distributed.ShardSampler(len(ds))
     return DataLoader(

@@ -50,10 +50,16 @@ def _folds(labels: np.ndarray, groups: np.ndarray, seed: int):
 
 
 def fit_logistic(
-    model: TransferModel, feats: torch.Tensor, labels: torch.Tensor, seed: int = 0, grid: tuple[float, ...] = C_GRID
+    model: TransferModel,
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    seed: int = 0,
+    grid: tuple[float, ...] = C_GRID,
+    balanced: bool = False,
 ) -> LogisticFit:
     """Fit ``model.feature_norm`` and the linear head on ``feats (N, V, D)`` (V views per image)
-    with ``labels (N,)``. Returns the :class:`LogisticFit` summary; the model is changed in place."""
+    with ``labels (N,)``; ``balanced`` weighs each class by its inverse frequency (imbalanced
+    data). Returns the :class:`LogisticFit` summary; the model is changed in place."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
     t0 = time.perf_counter()
@@ -68,13 +74,16 @@ def fit_logistic(
     if missing:
         raise ValueError(f"no training images of class index {missing}: the logistic head needs every class")
     folds, k = _folds(y, groups, seed)
+    weight = "balanced" if balanced else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter at the weakest regularisation, API transition notes
         if folds is None:  # a class with one image: nothing to cross-validate on
-            clf = LogisticRegression(C=1.0, max_iter=2000).fit(z, y)
+            clf = LogisticRegression(C=1.0, max_iter=2000, class_weight=weight).fit(z, y)
             c, curve = 1.0, {}
         else:
-            clf = LogisticRegressionCV(Cs=list(grid), cv=folds, scoring="neg_log_loss", max_iter=2000).fit(z, y)
+            clf = LogisticRegressionCV(
+                Cs=list(grid), cv=folds, scoring="neg_log_loss", max_iter=2000, class_weight=weight
+            ).fit(z, y)
             c = float(np.ravel(clf.C_)[0])
             scores = np.mean(list(clf.scores_.values()), axis=0)  # (folds, Cs)
             curve = {f"{cv:.3g}": float(-m) for cv, m in zip(clf.Cs_, scores.mean(0))}

@@ -21,8 +21,8 @@ import torch
 
 from .. import __version__, distributed
 from ..config import ConfigError, TrainConfig, config_to_dict, load_config
-from ..data.index import DataIndex, carve_validation, conflicting_copies, load_index, printable
-from ..data.loading import DecodedImageCache, make_loader
+from ..data.index import DataIndex, carve_validation, conflicting_copies, imbalance_note, load_index, printable
+from ..data.loading import cache_or_stream, make_loader
 from ..data.preprocess import Preprocess
 from ..data.transforms import AugmentSpec, eval_transform, train_transform
 from ..metrics import classification_report, guess_positive
@@ -36,7 +36,16 @@ from ..reports.plots import plot_confusion, plot_curves
 from ..rundir import RunFolder, RunFolderError
 from ..runtime import resolve_device, set_threads
 from .calibration import calibrate
-from .engine import FitState, build_optimizer, build_scheduler, evaluate, fit, gather_outputs, val_metric
+from .engine import (
+    FitState,
+    build_optimizer,
+    build_scheduler,
+    class_weights,
+    evaluate,
+    fit,
+    gather_outputs,
+    val_metric,
+)
 from .features import FeatureCache, FeatureSet, cache_key, default_cache_dir, extract_features, feature_loader
 from .recipe import resolve as resolve_recipe
 
@@ -127,6 +136,9 @@ def prepare_data(cfg: TrainConfig) -> tuple[DataIndex, list[str]]:
             f"no validation split in the data: carved {len(val)} images "
             f"({cfg.val_fraction:.0%} per class, seed {cfg.seed}) from train"
         )
+    skew = imbalance_note(index.splits["train"], index.classes)
+    if skew:
+        notes.append(f"warning: {skew}")
     clash = conflicting_copies(index)
     if clash:
         a, ca, b, cb = clash[0]
@@ -246,6 +258,8 @@ def train(
     else:
         s = _open_new(dataclasses.replace(cfg).validate(), overwrite)
     cfg, model = s.cfg, s.model
+    if world.distributed and cfg.sampler == "balanced":
+        raise ConfigError("--sampler balanced runs in one process; with torchrun use --class-weights auto instead")
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world.distributed:
         device = torch.device("cuda", world.local_rank)
@@ -273,7 +287,8 @@ def train(
         if s.last is None:  # one closed-form fit; a resumed run has it already
             state = _fit_logistic_head(model, data, cfg, device, writer, s.notes)
     else:
-        state = fit(data.model, data.train, data.val, opt, scheduler, device, cfg, state, writer.on_epoch_end)
+        weight = _class_weight(cfg, s.index)
+        state = fit(data.model, data.train, data.val, opt, scheduler, device, cfg, state, writer.on_epoch_end, weight)
     summary = _finish(s, model, data, pre, state, writer, device, time.perf_counter() - t0)
     return RunResult(s.run.path, state.best_epoch, summary["best_val_acc"], summary)
 
@@ -295,7 +310,8 @@ class _Data:
 
 def _image_data(index: DataIndex, pre: Preprocess, cfg: TrainConfig, device: torch.device, model) -> _Data:
     """Train/val loaders over images; both share one decoded-image cache when enabled."""
-    cache = DecodedImageCache(cfg.image_cache_mb * 2**20) if cfg.image_cache_mb > 0 else None
+    every = index.splits["train"] + index.splits["val"]
+    cache, note = cache_or_stream(every, pre.decode_size, cfg.image_cache_mb, passes=cfg.epochs)
     pin = device.type == "cuda"
     train = make_loader(
         index.splits["train"],
@@ -307,6 +323,8 @@ def _image_data(index: DataIndex, pre: Preprocess, cfg: TrainConfig, device: tor
         pin,
         pre.decode_size,
         cache,
+        shard="train",
+        balanced=cfg.sampler == "balanced",
     )
     val = make_loader(
         index.splits["val"],
@@ -318,8 +336,9 @@ def _image_data(index: DataIndex, pre: Preprocess, cfg: TrainConfig, device: tor
         pin,
         pre.decode_size,
         cache,
+        shard="eval",
     )
-    return _Data(model, train, val)
+    return _Data(model, train, val, notes=[note] if note else [])
 
 
 def _feature_data(
@@ -347,7 +366,7 @@ def _feature_data(
     index.skipped.extend(skipped)
     return _Data(
         HeadOnly(model),
-        feature_loader(tr, True, cfg.batch_size, True, cfg.seed),
+        feature_loader(tr, True, cfg.batch_size, True, cfg.seed, balanced=cfg.sampler == "balanced"),
         feature_loader(va, False, cfg.batch_size * 2, False, cfg.seed),
         tr,
         va.positions,
@@ -362,7 +381,9 @@ def _fit_logistic_head(
     from .logistic import fit_logistic
 
     t0 = time.perf_counter()
-    found = fit_logistic(model, data.train_features.feats, data.train_features.labels, cfg.seed)
+    found = fit_logistic(
+        model, data.train_features.feats, data.train_features.labels, cfg.seed, balanced=_balanced(cfg)
+    )
     val = gather_outputs(evaluate(data.model, data.val, device, False, cfg.amp))
     record = {
         "epoch": 1,
@@ -392,6 +413,17 @@ def _fit_logistic_head(
     return state
 
 
+def _balanced(cfg: TrainConfig) -> bool:
+    """Whether the loss (or the logistic head) weighs the classes equally."""
+    return cfg.class_weights == "auto" or cfg.sampler == "balanced"
+
+
+def _class_weight(cfg: TrainConfig, index: DataIndex) -> torch.Tensor | None:
+    if cfg.class_weights != "auto":
+        return None
+    return class_weights([x.label for x in index.splits["train"]], len(index.classes))
+
+
 def _linear_probe(model: TransferModel, index: DataIndex, pre: Preprocess, cfg: TrainConfig, device) -> str:
     """LP-FT's first stage (Kumar et al., ICLR 2022): fit the head alone on cached frozen features
     (the logistic head, or ``lp_epochs`` of SGD keeping the best epoch), then hand the model back
@@ -404,7 +436,9 @@ def _linear_probe(model: TransferModel, index: DataIndex, pre: Preprocess, cfg: 
     if cfg.head == "logistic":
         from .logistic import fit_logistic
 
-        found = fit_logistic(model, data.train_features.feats, data.train_features.labels, cfg.seed)
+        found = fit_logistic(
+            model, data.train_features.feats, data.train_features.labels, cfg.seed, balanced=_balanced(cfg)
+        )
         val = gather_outputs(evaluate(data.model, data.val, device, False, cfg.amp))
         apply_mode(model, cfg)
         return (
@@ -426,7 +460,8 @@ def _linear_probe(model: TransferModel, index: DataIndex, pre: Preprocess, cfg: 
             f"val loss {record['val_loss']:.4f} acc {record['val_acc']:.3f}{' *' if improved else ''}"
         )
 
-    fit(data.model, data.train, data.val, opt, build_scheduler(opt, lp, len(data.train)), device, lp, FitState(), keep)
+    sched = build_scheduler(opt, lp, len(data.train))
+    fit(data.model, data.train, data.val, opt, sched, device, lp, FitState(), keep, _class_weight(cfg, index))
     model.head.load_state_dict(best["head"])
     apply_mode(model, cfg)
     return (
