@@ -13,7 +13,8 @@ EXPECTED = {  # name -> the kind of object it must be
     "create_model": "function", "backbone_names": "function", "train": "function", "Predictor": type,
     "OnnxPredictor": type, "TorchScriptPredictor": type, "load_exported": "function", "evaluate_run": "function",
     "GradCAM": type, "export_run": "function", "create_app": "function", "compare": "function",
-    "crosseval": "function", "augment_preview": "function",
+    "crosseval": "function", "augment_preview": "function", "Run": type, "Evaluation": type, "Comparison": type,
+    "load_run": "function",
 }  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """The package's layers, checked: every module imports only from its own layer or the ones below,
 and nothing imports in a cycle. The order (low to high) is the one README and DEVELOPERS describe:
-core -> data -> run folder -> models -> reports -> training -> predict -> evaluation -> deploy -> lab -> cli.
+core -> data -> run folder -> models -> reports -> training -> predict -> evaluation -> deploy -> lab -> api -> cli.
 """
 
 from __future__ import annotations
@@ -11,7 +11,20 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "transferlab"
-LAYERS = ["core", "data", "rundir", "models", "reports", "training", "predict", "evaluation", "deploy", "lab", "cli"]
+LAYERS = [
+    "core",
+    "data",
+    "rundir",
+    "models",
+    "reports",
+    "training",
+    "predict",
+    "evaluation",
+    "deploy",
+    "lab",
+    "api",
+    "cli",
+]
 CORE = {"transferlab", "transferlab.__main__", "transferlab.config", "transferlab.modes", "transferlab.files",
         "transferlab.runtime", "transferlab.metrics", "transferlab.distributed"}  # fmt: skip
 

@@ -21,6 +21,10 @@ def test_readme_python_section_runs(tmp_path, monkeypatch):
     env = {}
     for code in blocks:
         exec(compile(code, "README.md", "exec"), env)
-    assert env["run"].best_val_acc >= 0.5 and Path(env["run"].run_dir, "best.pt").is_file()
-    assert env["report"]["n"] > 0 and env["preds"][0].label in ("fake", "real")
-    assert os.path.isfile(tmp_path / "runs" / "api" / "report.html")
+    run, ev = env["run"], env["ev"]
+    assert run.dir == Path("runs/run") and run.best_val_acc >= 0.5 and (tmp_path / "runs/run/best.pt").is_file()
+    assert ev.n > 0 and 0 <= ev.balanced_accuracy <= 1 and set(ev.recall) == {"fake", "real"}
+    assert [r["name"] for r in ev.robustness] == ["clean", "jpeg:75"]
+    assert env["preds"][0].label in ("fake", "real")
+    assert env["cmp"].best in {r.name for r in env["cmp"].runs} and "| run |" in env["cmp"].table()
+    assert env["report"]["n"] == ev.n and os.path.isfile(tmp_path / "runs" / "api" / "report.html")

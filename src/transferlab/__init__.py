@@ -2,12 +2,13 @@
 
 The public API, one import away (``import transferlab``)::
 
-    transferlab.train(cfg)                       # a run folder      (transferlab.training.trainer)
-    transferlab.evaluate_run(run_dir)            # eval.json         (transferlab.evaluation.scoring)
-    transferlab.Predictor.from_run(run_dir)      # PyTorch           (transferlab.predict.predictor)
+    run = transferlab.train("data/", mode="features", epochs=8)   # a Run     (transferlab.api)
+    run.evaluate()                               # an Evaluation    (eval.json as attributes)
+    transferlab.Predictor.from_run(run.dir)      # PyTorch           (transferlab.predict.predictor)
+    transferlab.evaluate_run(run_dir)            # eval.json as a dict (transferlab.evaluation.scoring)
     transferlab.OnnxPredictor(model.onnx)        # no torch needed   (transferlab.predict.runtimes)
     transferlab.export_run(run_dir, "onnx")      # model + contract  (transferlab.deploy.export)
-    transferlab.compare(data, out)               # scratch/features/finetune grid (transferlab.lab.compare)
+    transferlab.compare(data, epochs=4)          # a Comparison: scratch/features/finetune grid (transferlab.api)
     transferlab.crosseval([a, b], out)           # cross-source matrix (transferlab.lab.crosseval)
 
 Names are imported on first use, so ``transferlab.OnnxPredictor`` works on a machine without torch.
@@ -31,7 +32,11 @@ _API = {
     "RunFolder": ("rundir", "RunFolder"),
     "create_model": ("models.transfer", "create_model"),
     "backbone_names": ("models.registry", "names"),
-    "train": ("training.trainer", "train"),
+    "train": ("api", "train"),
+    "Run": ("api", "Run"),
+    "Evaluation": ("api", "Evaluation"),
+    "Comparison": ("api", "Comparison"),
+    "load_run": ("api", "load_run"),
     "Predictor": ("predict.predictor", "Predictor"),
     "OnnxPredictor": ("predict.runtimes", "OnnxPredictor"),
     "TorchScriptPredictor": ("predict.runtimes", "TorchScriptPredictor"),
@@ -40,7 +45,7 @@ _API = {
     "GradCAM": ("evaluation.explain", "GradCAM"),
     "export_run": ("deploy.export", "export_run"),
     "create_app": ("deploy.serve", "create_app"),
-    "compare": ("lab.compare", "compare"),
+    "compare": ("api", "compare"),
     "crosseval": ("lab.crosseval", "crosseval"),
     "augment_preview": ("lab.preview", "augment_preview"),
 }

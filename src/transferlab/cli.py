@@ -19,6 +19,9 @@ class UsageError(ValueError):
     """Flags that do not go together; the message says which."""
 
 
+OPTIONAL_VALUE = {"mlflow": "auto"}  # flags that may stand alone
+
+
 def _add_train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per TrainConfig field, generated so the config stays the single source of truth."""
     from .config import TrainConfig, field_help
@@ -32,6 +35,10 @@ def _add_train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> 
         help_ = docs[f.name].replace("%", "%%") + (f" (default: {default})" if default not in (None, "") else "")
         if f.type in ("bool", bool):
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif f.name in OPTIONAL_VALUE:  # --mlflow alone means its default
+            p.add_argument(
+                flag, dest=f.name, nargs="?", const=OPTIONAL_VALUE[f.name], default=None, metavar="URI", help=help_
+            )
         else:
             p.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_)
 
@@ -233,6 +240,10 @@ def _cmd_train(a) -> int:
         return 0
     if not a.data:
         raise UsageError("transferlab train: DATA is required (or --resume RUN_DIR)")
+    if "out" not in flags and not a.config:  # never an earlier run: runs/run, runs/run2, ...
+        from .rundir import next_run_dir
+
+        flags["out"] = str(next_run_dir())
     cfg = load_config(a.config, {**flags, "data": a.data})
     train(cfg, overwrite=a.overwrite)
     return 0

@@ -57,7 +57,7 @@ class TrainConfig:
     """Everything one training run needs. Defaults here are the only defaults."""
 
     data: str = ""  # ImageFolder root (flat or train/val/test) or CSV manifest
-    out: str = "runs/run"  # run folder to write
+    out: str = "runs/run"  # run folder to write (not given: the first free one of runs/run, runs/run2, ...)
     model: str = DEFAULT_MODEL  # backbone registry name (`transferlab models`)
     mode: str = "features"  # scratch | features | finetune | lpft (see `transferlab models` and README)
     weights: str | None = None  # local state-dict file instead of the registry's weights
@@ -114,6 +114,8 @@ class TrainConfig:
     calibrate: bool = True  # temperature-scale the probabilities on the validation split
     lp_epochs: int = 5  # lpft: epochs of the linear-probe stage before fine-tuning (--epochs)
     progress: bool = True  # progress bar
+    tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard (scalars, PR curve, grids)
+    mlflow: str | None = None  # log to MLflow: a tracking URI, or auto (a file store mlruns/ beside the run)
     extra: dict = field(default_factory=dict)  # free-form notes carried into the run folder
 
     def default_lr(self) -> float:

@@ -104,6 +104,9 @@ def binary_scores(labels: np.ndarray, probs: np.ndarray, positive: int, threshol
     if threshold is not None:
         out["threshold"] = float(threshold)
         out["accuracy_at_threshold"] = float(((score >= threshold).astype(int) == y).mean())
+        decided = (score >= threshold).astype(int)
+        recalls = [float((decided[y == k] == k).mean()) for k in (0, 1) if (y == k).any()]
+        out["balanced_accuracy_at_threshold"] = float(np.mean(recalls)) if recalls else None
     return out
 
 

@@ -24,9 +24,21 @@ import yaml
 from .config import ConfigError, TrainConfig, config_to_dict, load_config
 from .files import OutputError, check_writable, clean_temporaries, write_text
 
-__all__ = ["RunFolder", "RunFolderError", "METRIC_FIELDS"]
+__all__ = ["next_run_dir", "RunFolder", "RunFolderError", "METRIC_FIELDS"]
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_metric", "lr", "seconds"]
+
+
+def next_run_dir(base: str | Path = "runs/run") -> Path:
+    """``base`` if it is free, else ``base2``, ``base3``, ...: the first name not taken (how
+    Ultralytics names ``runs/train``, ``runs/train2``), so a default never lands on an earlier run."""
+    base = Path(base)
+    if not base.exists():
+        return base
+    n = 2
+    while (candidate := base.with_name(f"{base.name}{n}")).exists():
+        n += 1
+    return candidate
 
 
 class RunFolderError(ConfigError):

@@ -161,6 +161,10 @@ def evaluate_run(
         report["explained"] = _explain_grid(out / "gradcam.png", pred, kept, labels, probs, explain)
     write_text((out / "eval.json"), json.dumps(report, indent=2))
     write_text((out / "report.md"), render_markdown(report))
+    if (run_dir / "tracking.json").is_file() or (run_dir / "tensorboard").is_dir():
+        from ..training.tracking import log_evaluation
+
+        log_evaluation(run_dir, report, out / "eval.json")
     if out.resolve() == run_dir.resolve() and (run_dir / "summary.json").is_file():
         run_report(run_dir)  # report.html now includes this evaluation
     return report

@@ -106,7 +106,11 @@ def _forward_views(
                 out.update(part_out)
                 skipped.update(part_skipped)
         per_view.append(out)
-    feats = {i: torch.stack([pv[i] for pv in per_view]) for i in per_view[0] if all(i in pv for pv in per_view)}
+    feats = {}  # popped view by view: the per-view copies are freed as the stacked ones are made
+    for i in list(per_view[0]):
+        rows = [pv.pop(i, None) for pv in per_view]
+        if all(r is not None for r in rows):
+            feats[i] = torch.stack(rows)
     return feats, sorted(skipped.items())
 
 
@@ -213,7 +217,8 @@ class FeatureCache:
         return self.entries.get(digest)
 
     def put(self, digest: str, feats: torch.Tensor) -> None:
-        self.entries[digest] = feats.detach().to("cpu", torch.float32).clone()
+        t = feats.detach().to("cpu", torch.float32)  # no copy when it is one already (shared, not cloned)
+        self.entries[digest] = t if t.is_contiguous() and t.storage_offset() == 0 else t.clone()
 
     def save(self) -> None:
         from ..models.checkpoint import atomic_save

@@ -48,6 +48,7 @@ from .engine import (
 )
 from .features import FeatureCache, FeatureSet, cache_key, default_cache_dir, extract_features, feature_loader
 from .recipe import resolve as resolve_recipe
+from .tracking import Trackers, open_trackers
 
 __all__ = ["train", "RunResult", "prepare_data", "build_model", "apply_mode", "seed_everything", "HeadOnly"]
 
@@ -280,6 +281,8 @@ def train(
     state = _restore(s.last, opt, scheduler) if s.last is not None else FitState()
     _announce(cfg, s.index, s.notes, model, pre, device)
     writer = _RunWriter(s.run, cfg, model, s.index, pre, opt, scheduler)
+    if distributed.is_main():  # TensorBoard / MLflow, when asked for (the main rank logs)
+        writer.trackers = open_trackers(cfg, s.run.path)
     if s.last is not None:
         writer.skipped.update(dict(s.last.get("skipped", [])))
         writer.extra.update(s.last.get("extra") or {})
@@ -509,12 +512,14 @@ class _RunWriter:
         self.opt, self.scheduler = opt, scheduler
         self.skipped: dict[str, str] = dict(index.skipped)
         self.extra: dict = {}  # more for summary.json (e.g. the logistic head's cross-validation)
+        self.trackers = Trackers([])
 
     def _write(self, record: dict, improved: bool, state: FitState) -> None:
         if improved:
             save_checkpoint({**self.payload(), "epoch": record["epoch"], "val": record}, self.run.best)
         save_checkpoint(self.last_payload(state, record["epoch"]), self.run.last)
         self.run.write_metrics(state.history)
+        self.trackers.epoch(record)
 
     def payload(self) -> dict:
         return {
@@ -648,6 +653,7 @@ def _write_results(
     }
     run.write_json(run.summary, summary)
     run_report(run.path)
+    writer.trackers.finish(run.path, summary, val)
     if writer.skipped:
         _log(f"skipped {len(writer.skipped)} unreadable file(s):")
         for p, r in sorted(writer.skipped.items()):
