@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: the cores are shared out among the workers
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    _threads = str(max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1) // _workers))
+    os.environ.setdefault("TRANSFERLAB_THREADS", _threads)
+    os.environ.setdefault("OMP_NUM_THREADS", _threads)
+    import torch
+
+    torch.set_num_threads(int(os.environ["TRANSFERLAB_THREADS"]))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HYMENOPTERA = SHARED / "hymenoptera_data"

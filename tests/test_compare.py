@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 import re
 
@@ -32,8 +34,21 @@ def compared(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cmp")
     data = make_folder(tmp / "data", n=12)
     out = tmp / "cmp"
-    result = compare(data, out, overrides=FAST)
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        result = compare(data, out, overrides=FAST)
+    compared_log.append(log.getvalue())
     return data, out, result
+
+
+compared_log: list[str] = []
+
+
+def test_compare_shows_the_grid_progress_with_an_eta(compared):
+    log = compared_log[0]
+    assert re.search(r"compare: 1/3 runs done, \d+s so far, ETA ~\d+s", log)
+    assert re.search(r"compare: 2/3 runs done, \d+s so far, ETA ~\d+s", log)
+    assert "[3/3] efficientnet_lite0/finetune: training" in log
 
 
 def test_compare_trains_the_default_grid_on_one_split_and_reports(compared):

@@ -55,8 +55,10 @@ def test_select_eval_split_prefers_test():
     assert name == "val" and samples[0].label == 0  # relabelled to the model's class order
 
 
-def test_perturbations_get_a_table_and_a_chart(trained_run):
+def test_perturbations_get_a_table_and_a_chart(trained_run, capsys):
     r = evaluate_run(trained_run, perturb="jpeg:5,blur:3,noise:0.2", explain=2)
+    shown = capsys.readouterr().err  # which perturbation runs, as it runs
+    assert "perturbation 1/3: jpeg:5" in shown and "perturbation 3/3: noise:0.2" in shown
     names = [row["name"] for row in r["robustness"]]
     assert names == ["clean", "jpeg:5", "blur:3", "noise:0.2"]
     assert r["robustness"][0]["accuracy"] == r["accuracy"] and r["robustness"][0]["accuracy_drop"] == 0

@@ -57,3 +57,21 @@ def test_expand_inputs(tiny_folder, tmp_path):
     )
     assert len(files) == 20  # the last argument repeats the first two: no duplicates
     assert {p for p, _ in problems} == {str(tmp_path / "missing.jpg"), str(tmp_path / "empty")}
+
+
+def test_predict_shows_a_bar_on_a_terminal_only(run_dir, tiny_folder, monkeypatch, capsys):
+    """A progress bar for more than one batch, on a terminal; none in a pipe (tqdm's own check)."""
+    import io
+    import sys
+
+    files = sorted(str(p) for p in tiny_folder.rglob("*.png"))
+    pred = Predictor.from_run(run_dir, num_workers=0, batch_size=4, progress=True)
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, shown in ((Tty(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        assert len(pred.predict_paths(files)) == len(files)
+        assert ("predict" in stream.getvalue()) == shown

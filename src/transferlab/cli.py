@@ -339,7 +339,7 @@ def _cmd_predict(a) -> int:
         from .predict.predictor import Predictor
 
         _torch_runtime()
-        pred = Predictor.from_run(a.run, a.checkpoint, batch_size=a.batch_size, tta=a.tta)
+        pred = Predictor.from_run(a.run, a.checkpoint, batch_size=a.batch_size, tta=a.tta, progress=True)
     results = pred.predict_paths(files) if files else []
     if a.explain:
         _write_explanations(pred, results, Path(a.explain))

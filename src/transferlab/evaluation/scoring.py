@@ -7,6 +7,7 @@ and ``most_wrong.png`` (the most confidently wrong images).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -202,7 +203,8 @@ def robustness(
         rows[0].update(changed=0, right_to_wrong=0, wrong_to_right=0)
     saved = pred.perturb
     try:
-        for p in perturbations:
+        for k, p in enumerate(perturbations, 1):
+            print(f"perturbation {k}/{len(perturbations)}: {p.name}", file=sys.stderr, flush=True)
             pred.perturb = p
             probs, labels, kept, _ = _probs(pred, samples)
             row = _row(p.name, classification_report(labels, probs, pred.classes, positive, threshold))

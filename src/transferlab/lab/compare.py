@@ -145,7 +145,12 @@ def compare(
     spec = split or SplitSpec(seed=int(overrides.get("seed", 0)))
     index = distributed.on_main(prepare_split, data, out, spec, groups)
     rows: list[RunRow] = []
+    trained: list[float] = []  # seconds of each run trained here: the ETA of the rest
     for i, (model, mode) in enumerate(pairs, 1):
+        if trained:
+            left = (len(pairs) - i + 1) * sum(trained) / len(trained)
+            _log(f"compare: {i - 1}/{len(pairs)} runs done, {time.perf_counter() - t0:.0f}s so far, ETA ~{left:.0f}s")
+        started = time.perf_counter()
         name = f"{model}_{mode}"
         run = out / name
         reused = (run / "summary.json").is_file()
@@ -172,6 +177,8 @@ def compare(
         ):
             distributed.on_main(evaluate_run, run, explain=0)
         rows.append(_row(name, run, reused))
+        if not reused:
+            trained.append(time.perf_counter() - started)
     best = max(rows, key=lambda r: (r.best_val_acc, -r.wall_seconds))
     result = {
         "data": str(data),

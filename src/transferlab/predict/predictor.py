@@ -65,6 +65,7 @@ class Predictor:
         temperature: float = 1.0,
         tta: bool = False,
         perturb: Callable | None = None,
+        progress: bool = False,
     ):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -75,6 +76,7 @@ class Predictor:
         self.tta, self.perturb = tta, perturb
         self.transform = eval_transform(self.preprocess, tta)
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.progress = progress  # a bar on a terminal for more than one batch (tqdm: off in pipes)
 
     @property
     def temperature(self) -> float:
@@ -133,7 +135,8 @@ class Predictor:
             loader = make_loader(dataset, None, self.batch_size, False, self.num_workers)
         else:  # default: one prefetch thread (worker processes measured slower on small CPUs)
             loader = threaded_batches(dataset, self.batch_size)
-        res = evaluate(self.scorer, loader, self.device, channels_last=False)
+        bar = self.progress and len(paths) > self.batch_size
+        res = evaluate(self.scorer, loader, self.device, channels_last=False, progress=bar, desc="predict")
         out: list[Prediction] = [Prediction(p, None, {}, "unreadable") for p in paths]
         for idx, reason in res["skipped"]:
             out[idx] = Prediction(paths[idx], None, {}, reason)
