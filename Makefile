@@ -18,12 +18,13 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(VENV)/bin/transferlab demo
 
-# Lint and format check first (ruff), then the suite. pytest exits 5 when it collects nothing;
-# that is not a failure of the suite.
+# Lint and format check first (ruff), then the suite, in one pytest-xdist worker per core (the
+# workers share the cores: tests/conftest.py gives each its share of threads). pytest exits 5 when
+# it collects nothing; that is not a failure of the suite.
 test: venv
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
-	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+	$(PY) -m pytest -q -n auto; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

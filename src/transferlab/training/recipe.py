@@ -20,7 +20,6 @@ import dataclasses
 
 from ..config import TrainConfig
 from ..metrics import looks_real_fake
-from ..models.registry import get_spec
 from ..modes import get_mode
 
 __all__ = ["resolve"]
@@ -53,8 +52,9 @@ def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str
         features = changes["features"] = "stages" if detect and mode.pretrained else "last"
     if cfg.head == "auto":
         changes["head"] = "logistic" if features == "stages" and mode.head_on_features else "sgd"
-    if cfg.image_size is None and detect and mode.frozen_body:
-        changes["image_size"] = 2 * get_spec(cfg.model).input_size  # frozen features: see the detail
+    # Frozen stage features at the backbone's own size. Twice the size (--image-size 448) was measured
+    # too (BENCHMARKS.md, "Detection recipes"): +2 ROC-AUC points on face swaps, but -4 on ciplab,
+    # a 7.7-point accuracy loss there under JPEG 75 (none at 224), and 3-4x the time.
     if detect and any(k in changes for k in ("features", "head", "image_size")):
         notes.append(
             "detect recipe: "
