@@ -63,3 +63,21 @@ def test_predictor_from_run_leaves_threads_alone(tiny_run):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_default_run_folders_count_up_and_never_reuse_a_taken_name(tmp_path):
+    from transferlab.rundir import next_run_dir
+
+    assert next_run_dir(tmp_path / "runs" / "run") == tmp_path / "runs" / "run"
+    (tmp_path / "runs" / "run").mkdir(parents=True)
+    assert next_run_dir(tmp_path / "runs" / "run") == tmp_path / "runs" / "run2"
+    (tmp_path / "runs" / "run2").mkdir()
+    (tmp_path / "runs" / "run4").mkdir()
+    assert next_run_dir(tmp_path / "runs" / "run") == tmp_path / "runs" / "run3"
+
+
+def test_train_keywords_are_the_cli_flags_and_a_typo_names_the_closest(tmp_path):
+    from transferlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        transferlab.train(tmp_path, epoch=3)
