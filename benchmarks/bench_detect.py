@@ -46,7 +46,8 @@ CONFIGS = {
         ["--recipe", "detect", "--features", "last", "--head", "logistic"],
     ),
     "stages_224__logistic_head": ("stages 224, logistic head", ["--recipe", "detect", "--image-size", "224"]),
-    "default": ("default (real/fake: stages 448, logistic head)", []),
+    "default": ("default (real/fake: stages at the backbone's size, 224, logistic head)", []),
+    "stages_448__logistic_head": ("stages 448, logistic head (the default before)", ["--image-size", "448"]),
     "native_crops": (
         "stages, 4 native crops of 224, logistic head",
         ["--recipe", "detect", "--crop", "native", "--crop-views", "4", "--image-size", "224"],
