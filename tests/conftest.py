@@ -19,6 +19,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: the cores are shared o
 
     torch.set_num_threads(int(os.environ["TRANSFERLAB_THREADS"]))
 
+if "TRANSFERLAB_CACHE" not in os.environ:  # feature caches of the tests stay out of ~/.cache
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["TRANSFERLAB_CACHE"] = tempfile.mkdtemp(prefix="transferlab-test-cache-")  # xdist workers inherit it
+    atexit.register(shutil.rmtree, os.environ["TRANSFERLAB_CACHE"], True)
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HYMENOPTERA = SHARED / "hymenoptera_data"
 FACES = SHARED / "faces" / "ciplab_real_and_fake_face"
