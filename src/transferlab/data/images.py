@@ -69,8 +69,8 @@ def is_image_name(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def check_image(path: str | Path) -> None:
-    """Cheap header check (no full decode). Raises :class:`ImageReadError`."""
+def _nonempty_file(path: str | Path) -> Path:
+    """``path`` as a Path, or :class:`ImageReadError` when it cannot be stat'ed or is empty."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -78,6 +78,12 @@ def check_image(path: str | Path) -> None:
         raise ImageReadError(p, f"cannot read file ({e.strerror})") from None
     if size == 0:
         raise ImageReadError(p, "zero-byte file")
+    return p
+
+
+def check_image(path: str | Path) -> None:
+    """Cheap header check (no full decode). Raises :class:`ImageReadError`."""
+    p = _nonempty_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: the size is checked right here
@@ -131,13 +137,7 @@ def load_rgb(path: str | Path) -> Image.Image:
 
     Raises :class:`ImageReadError` for zero-byte, non-image, corrupt or truncated files.
     """
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-    except OSError as e:
-        raise ImageReadError(p, f"cannot read file ({e.strerror})") from None
-    if size == 0:
-        raise ImageReadError(p, "zero-byte file")
+    p = _nonempty_file(path)
     return _decode(p, p)
 
 
