@@ -23,6 +23,7 @@ __all__ = [
     "cache_or_stream",
     "decoded_size_estimate",
     "balanced_sampler",
+    "choose_sampler",
 ]
 
 
@@ -214,13 +215,7 @@ def make_loader(
         if isinstance(samples, ImageDataset)
         else ImageDataset(samples, transform, decode_size, cache, item_seed)
     )
-    sampler = None
-    if balanced:
-        sampler = balanced_sampler([s.label for s in ds.samples], g)
-    elif shard == "train":
-        sampler = distributed.train_sampler(ds, seed)
-    elif shard == "eval" and distributed.world().distributed:
-        sampler = distributed.ShardSampler(len(ds))
+    sampler = choose_sampler(ds, [s.label for s in ds.samples], shard, balanced, seed, g)
     return DataLoader(
         ds,
         batch_size=batch_size,
@@ -233,6 +228,19 @@ def make_loader(
         generator=g,
         drop_last=False,
     )
+
+
+def choose_sampler(dataset, labels, shard: str | None, balanced: bool, seed: int, generator: torch.Generator):
+    """The sampler of a loader (None: the loader's own order): ``balanced`` draws every class
+    equally often; under ``torch.distributed``, ``shard="train"`` gives this rank its shuffled
+    shard and ``shard="eval"`` its share of the items, each on exactly one rank."""
+    if balanced:
+        return balanced_sampler(labels, generator)
+    if shard == "train":
+        return distributed.train_sampler(dataset, seed)
+    if shard == "eval" and distributed.world().distributed:
+        return distributed.ShardSampler(len(dataset))
+    return None
 
 
 def balanced_sampler(labels, generator: torch.Generator):

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from .. import distributed
 from ..config import TrainConfig
 from ..data.index import Sample, file_digest
-from ..data.loading import balanced_sampler, cache_or_stream, collate_skipping, make_loader
+from ..data.loading import cache_or_stream, choose_sampler, collate_skipping, make_loader
 from ..data.preprocess import Preprocess
 from ..data.transforms import AugmentSpec, eval_transform, train_transform
 from ..models.transfer import TransferModel
@@ -176,11 +176,7 @@ def feature_loader(
     g = torch.Generator()
     g.manual_seed(seed)
     ds = FeatureDataset(feats, labels)
-    sampler = distributed.train_sampler(ds, seed) if shuffle else None
-    if shuffle and balanced:
-        sampler = balanced_sampler(labels, g)
-    if not shuffle and distributed.world().distributed:
-        sampler = distributed.ShardSampler(len(ds))
+    sampler = choose_sampler(ds, labels, "train" if shuffle else "eval", balanced and shuffle, seed, g)
     return DataLoader(
         ds,
         batch_size=batch_size,
