@@ -93,6 +93,21 @@ def _log(msg: str) -> None:
         print(printable(msg), flush=True)
 
 
+def train_once(run: Path, settings: dict, label: str) -> str:
+    """Train the run folder ``run`` with ``settings`` unless it finished earlier (reused) or was
+    interrupted (continued from its ``last.pt``). Returns ``reused``, ``resumed`` or ``trained``."""
+    if (run / "summary.json").is_file():
+        _log(f"{label}: finished earlier, reused ({run})")
+        return "reused"
+    if (run / "last.pt").is_file():
+        _log(f"{label}: interrupted earlier, resuming from {run / 'last.pt'}")
+        train(resume=run)
+        return "resumed"
+    _log(f"{label}: training")
+    train(load_config(None, {**settings, "out": str(run)}))
+    return "trained"
+
+
 def prepare_split(data: str | Path, out: Path, spec: SplitSpec, groups: str | Path | None) -> DataIndex:
     """``out/split.csv``, written once: a folder with its own train/val/test folders (or a CSV
     manifest) keeps its split; a flat folder is split stratified and seeded by ``spec``."""
@@ -160,17 +175,8 @@ def compare(
                 raise ConfigError(
                     f"{run} holds a {saved['model']}/{saved['mode']} run, not {model}/{mode}; choose another --out"
                 )
-            _log(f"[{i}/{len(pairs)}] {model}/{mode}: finished earlier, reused ({run})")
-        elif (run / "last.pt").is_file():
-            _log(f"[{i}/{len(pairs)}] {model}/{mode}: interrupted earlier, resuming from {run / 'last.pt'}")
-            train(resume=run)
-        else:
-            _log(f"[{i}/{len(pairs)}] {model}/{mode}: training")
-            train(
-                load_config(
-                    None, {**overrides, "data": str(out / "split.csv"), "out": str(run), "model": model, "mode": mode}
-                )
-            )
+        settings = {**overrides, "data": str(out / "split.csv"), "model": model, "mode": mode}
+        train_once(run, settings, f"[{i}/{len(pairs)}] {model}/{mode}")
         if (
             not (run / "eval.json").is_file()
             or (run / "eval.json").stat().st_mtime < (run / "summary.json").stat().st_mtime

@@ -17,15 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError
 from ..data.index import DataError, printable
 from ..data.split import SplitSpec
 from ..evaluation.scoring import evaluate_run
 from ..files import write_text
 from ..reports.html import figure, page, table
 from ..reports.plots import plot_matrix
-from ..training.trainer import train
-from .compare import prepare_split
+from .compare import prepare_split, train_once
 
 __all__ = ["crosseval", "CrossCell"]
 
@@ -116,14 +115,7 @@ def crosseval(
     cells: list[CrossCell] = []
     for i, name in enumerate(names, 1):
         run = out / name / "run"
-        if (run / "summary.json").is_file():
-            _log(f"[{i}/{len(names)}] trained on {name}: finished earlier, reused ({run})")
-        elif (run / "last.pt").is_file():
-            _log(f"[{i}/{len(names)}] trained on {name}: interrupted earlier, resuming")
-            train(resume=run)
-        else:
-            _log(f"[{i}/{len(names)}] training on {name}")
-            train(load_config(None, {**overrides, "data": str(splits[name]), "out": str(run)}))
+        train_once(run, {**overrides, "data": str(splits[name])}, f"[{i}/{len(names)}] {name}")
         for test in names:
             target = run if test == name else run / f"eval_{test}"
             ev_path = target / "eval.json"
