@@ -88,9 +88,7 @@ class _MLflow:
         run = self.client.create_run(exp_id, run_name=run_dir.name, tags={"run_dir": str(run_dir.resolve())})
         self.run_id = run.info.run_id
         params = {k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in config_to_dict(cfg).items()}
-        self.mlflow.tracking.MlflowClient().log_batch(
-            self.run_id, params=[self.mlflow.entities.Param(k, v[:6000]) for k, v in params.items()]
-        )
+        self.client.log_batch(self.run_id, params=[self.mlflow.entities.Param(k, v[:6000]) for k, v in params.items()])
         _write_state(run_dir, {**state, "mlflow_run_id": self.run_id, "mlflow_uri": self.mlflow.get_tracking_uri()})
 
     def epoch(self, record: dict) -> None:
