@@ -137,3 +137,26 @@ def test_stage_model_exports_with_its_standardisation(name, views, tmp_path):
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], {"image": x.numpy()})[0]
     assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
     assert np.abs(unnormalised - ref).max() > 1e-2  # the standardisation matters, and it was exported
+
+
+def test_a_model_the_fast_exporter_cannot_take_goes_through_the_dynamo_exporter(tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    real, used = torch.onnx.export, []
+
+    def export(*args, dynamo=True, **kwargs):
+        used.append(dynamo)
+        if not dynamo:
+            raise RuntimeError("unsupported operator")
+        return real(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    torch.manual_seed(0)
+    spec = get_spec("scratch_cnn")
+    module = Deployable(create_model("scratch_cnn", 2, pretrained=False).eval(), spec.mean, spec.std).eval()
+    path = export_model(module, "onnx", tmp_path / "m.onnx", 32)
+    x = torch.rand(5, 3, 32, 32)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["probs"], {"image": x.numpy()})[0]
+    with torch.inference_mode():
+        assert np.abs(got - module(x)[0].numpy()).max() < 1e-5
+    assert used == [False, True]

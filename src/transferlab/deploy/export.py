@@ -62,22 +62,7 @@ def export_model(module: nn.Module, fmt: str, path: Path, size: int, views: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     if fmt == "onnx":
-        import contextlib
-        import io
-
-        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every step
-            torch.onnx.export(
-                module,
-                (example,),
-                str(tmp),
-                dynamo=True,
-                input_names=["image"],
-                output_names=["probs", "logits"],
-                opset_version=18,
-                verbose=False,
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-                external_data=False,
-            )
+        _export_onnx(module, example, tmp)
     elif fmt == "torchscript":
         import warnings
 
@@ -88,6 +73,37 @@ def export_model(module: nn.Module, fmt: str, path: Path, size: int, views: int 
         raise ExportError(f"unknown format '{fmt}' ({', '.join(FORMATS)})")
     os.replace(tmp, path)
     return path
+
+
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """ONNX (opset 18, dynamic batch) by torch's TorchScript-based exporter: 1-2 s per model on
+    two cores where the dynamo exporter takes 15 s, with the same graph as far as the parity check
+    can tell. It is deprecated in torch; a model it cannot export goes through the dynamo exporter."""
+    import contextlib
+    import io
+    import warnings
+
+    names = {"input_names": ["image"], "output_names": ["probs", "logits"], "opset_version": 18}
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation and tracer notes
+            batch = {0: "batch"}
+            axes = {"image": batch, "probs": batch, "logits": batch}
+            torch.onnx.export(module, (example,), str(path), dynamo=False, dynamic_axes=axes, **names)
+            return
+    except Exception:  # an operator the old exporter lacks (or an exporter without it): the new one
+        Path(path).unlink(missing_ok=True)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every step
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=True,
+            verbose=False,
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+            external_data=False,
+            **names,
+        )
 
 
 def _contract(fmt: str, path: Path, ckpt: dict, temperature: float, extra: dict) -> dict:
