@@ -68,3 +68,67 @@ def test_unreadable_files_are_skipped_in_extraction(messy_folder):
     fs = extract_features(model, samples, pre, cfg, 1, torch.device("cpu"))
     assert len(fs.positions) == len(samples) - 1
     assert [samples[i].path.rsplit("/", 1)[-1] for i, _ in fs.skipped] == ["truncated.jpg"]
+
+
+def test_a_set_over_the_memory_budget_stays_on_disk_and_reads_the_same(tiny_folder, tmp_path):
+    model, cfg, pre, samples = _setup(tiny_folder)
+    key = cache_key(model, cfg, pre, 1)
+    memory = extract_features(model, samples, pre, cfg, 1, torch.device("cpu"), FeatureCache(tmp_path / "a", key))
+    disk = extract_features(
+        model, samples, pre, cfg, 1, torch.device("cpu"), FeatureCache(tmp_path / "b", key), memory_mb=0
+    )
+    assert memory.feats is not None and disk.feats is None and disk.store is not None
+    assert disk.shape == memory.shape and disk.positions == memory.positions
+    assert torch.allclose(disk.tensor(), memory.feats, atol=1e-6)
+    assert torch.allclose(torch.cat(list(disk.chunks(3))), memory.feats.reshape(-1, memory.shape[-1]), atol=1e-6)
+    for all_views, shuffle in [(True, True), (False, False)]:
+        a = list(feature_loader(memory, all_views, 4, shuffle, 0))
+        b = list(feature_loader(disk, all_views, 4, shuffle, 0))
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):  # same items in the same order, from memory or from disk
+            assert torch.equal(x["label"], y["label"]) and torch.allclose(x["image"], y["image"], atol=1e-6)
+
+
+def test_the_cache_appends_only_what_is_new_and_survives_a_cut_rows_file(tiny_folder, tmp_path):
+    model, cfg, pre, samples = _setup(tiny_folder)
+    key = cache_key(model, cfg, pre, 0)
+    cpu = torch.device("cpu")
+    half = extract_features(model, samples[:3], pre, cfg, 0, cpu, FeatureCache(tmp_path, key))
+    full = extract_features(model, samples, pre, cfg, 0, cpu, FeatureCache(tmp_path, key))
+    assert half.computed == 3 and full.computed == len(samples) - 3
+    fresh = extract_features(model, samples, pre, cfg, 0, cpu, None)
+    assert torch.allclose(full.feats, fresh.feats, atol=1e-6)
+    cache = FeatureCache(tmp_path, key)
+    assert cache.loaded == len(samples)
+    with open(cache.rows_path, "r+b") as f:  # a rows file cut short (a crash, a full disk) is never read
+        f.truncate(cache.rows_path.stat().st_size // 2)
+    assert FeatureCache(tmp_path, key).loaded == 0
+    again = extract_features(model, samples, pre, cfg, 0, cpu, FeatureCache(tmp_path, key))
+    assert again.computed == len(samples) and torch.allclose(again.feats, fresh.feats, atol=1e-6)
+
+
+def test_chunked_standardisation_equals_the_one_pass_fit():
+    from transferlab.models.stages import Standardize
+
+    x = torch.randn(103, 7) * torch.arange(1, 8) + 5
+    x[:, 3] = 2.0  # a constant feature keeps scale 1
+    whole = Standardize(7).fit(x)
+    parts = Standardize(7).fit_chunks(x.split(10))
+    assert torch.allclose(whole.mean, parts.mean, atol=1e-5) and torch.allclose(whole.scale, parts.scale, atol=1e-5)
+    assert parts.scale[3] == 1.0
+
+
+def test_two_writers_at_once_compute_each_image_once(tiny_folder, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, cfg, pre, samples = _setup(tiny_folder)
+    key = cache_key(model, cfg, pre, 0)
+
+    def run(_):
+        return extract_features(model, samples, pre, cfg, 0, torch.device("cpu"), FeatureCache(tmp_path, key))
+
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(run, range(2))
+    assert sorted([a.computed, b.computed]) == [0, len(samples)]  # the second waited for the lock, then read
+    assert torch.allclose(a.feats, b.feats, atol=1e-6)
+    assert FeatureCache(tmp_path, key).next_row == len(samples)

@@ -99,7 +99,7 @@ class TrainConfig:
     image_size: int | None = None  # None: the backbone's own input size
     val_fraction: float = 0.2  # carved from train (stratified, seeded) when data has no val split
     num_workers: int = -1  # -1: chosen for this machine
-    image_cache_mb: int = 2048  # decode each image once into memory up to this budget; 0 = stream
+    image_cache_mb: int = 2048  # memory budget for decoded images (0 = stream) and for features (beyond: on disk)
     feature_cache: bool = True  # features mode: run the frozen backbone once, train the head on cached features
     feature_views: int = 2  # features mode: augmented views per training image to cache (plus the plain one)
     cache_dir: str | None = None  # feature cache folder (default $TRANSFERLAB_CACHE or ~/.cache/transferlab)

@@ -14,7 +14,7 @@ model (and every export of it) standardises its own inputs to the head.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -111,6 +111,31 @@ class Standardize(nn.Module):
         x = x.double()
         scale = x.std(0, unbiased=False)
         self.mean.copy_(x.mean(0).float())
+        self.scale.copy_(torch.where(scale > 1e-8, scale, torch.ones_like(scale)).float())
+        return self
+
+    @torch.no_grad()
+    def fit_chunks(self, chunks: Iterable[torch.Tensor]) -> Standardize:
+        """:meth:`fit` on training features given as ``(n, D)`` chunks (never all in memory):
+        the chunks' means and variances combined exactly (Chan, Golub and LeVeque)."""
+        n, mean, m2 = 0, None, None
+        for x in chunks:
+            x = x.double()
+            k, mu = len(x), x.mean(0)
+            if not k:
+                continue
+            d2 = ((x - mu) ** 2).sum(0)
+            if mean is None:
+                n, mean, m2 = k, mu, d2
+                continue
+            delta = mu - mean
+            mean = mean + delta * k / (n + k)
+            m2 = m2 + d2 + delta**2 * n * k / (n + k)
+            n += k
+        if mean is None:
+            return self
+        scale = (m2 / n).sqrt()
+        self.mean.copy_(mean.float())
         self.scale.copy_(torch.where(scale > 1e-8, scale, torch.ones_like(scale)).float())
         return self
 

@@ -4,19 +4,26 @@ Each image passes through the frozen body once for its evaluation view and once 
 ``views`` augmented views; the ``(1 + views, D)`` features are cached on disk keyed by file
 content, backbone weights, preprocessing and augmentation, so a second run reuses them.
 The head then trains on these tensors in milliseconds per epoch.
+
+The cache is one float32 file of rows per key, written as the backbone produces them, and an
+index from file content to row. A feature set that fits the memory budget (``image_cache_mb``)
+is read into memory; a larger one stays on disk and the head reads its rows batch by batch, so
+memory stays flat however many images there are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -32,6 +39,7 @@ __all__ = [
     "FeatureSet",
     "extract_features",
     "FeatureDataset",
+    "StoredFeatureDataset",
     "feature_loader",
     "cache_key",
     "FeatureCache",
@@ -39,14 +47,148 @@ __all__ = [
 ]
 
 
+class FeatureCache:
+    """Features ``(views, D)`` per file content: rows of one float32 file (``rows.f32``) and an
+    index from content digest to row (``index.json``, replaced atomically after the rows it
+    names are written). Rows are read on demand; :meth:`locked` serialises writers (other runs,
+    other test workers) so that two never append to the same rows."""
+
+    def __init__(self, root: str | Path, key: dict):
+        self.key = key
+        self._key_text = json.dumps(key, sort_keys=True)
+        digest = hashlib.sha256(self._key_text.encode()).hexdigest()[:20]
+        self.dir = Path(root) / "features" / f"{key.get('backbone', 'model')}-{digest}"
+        self.path = self.dir / "index.json"
+        self.rows_path = self.dir / "rows.f32"
+        self._fd: int | None = None
+        self._load()
+        self.loaded = len(self.index)
+
+    def _load(self) -> None:
+        self.index: dict[str, int] = {}
+        self.shape: tuple[int, int] | None = None  # (views, D) of every row
+        self.next_row = 0
+        try:
+            data = json.loads(self.path.read_text())
+            shape = tuple(int(s) for s in data["shape"])
+            rows = {str(d): int(r) for d, r in data["rows"].items()}
+            size = self.rows_path.stat().st_size
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return  # no cache yet, or a damaged one: rebuilt, never trusted
+        if data.get("key") != self._key_text or len(shape) != 2 or min(shape) < 1:
+            return
+        nxt = int(data.get("next_row", 0))
+        if size < nxt * shape[0] * shape[1] * 4 or any(not 0 <= r < nxt for r in rows.values()):
+            return  # rows missing (the rows file was cut short): never read past them
+        self.index, self.shape, self.next_row = rows, shape, nxt
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[FeatureCache]:
+        """Hold the cache's lock file (re-reading the index under it) while appending."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "lock", "a+b") as lock:
+            try:
+                import fcntl
+
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except ImportError:  # no flock (Windows): one writer at a time is up to the user
+                pass
+            self._load()
+            yield self
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.rows_path, os.O_RDWR | os.O_CREAT, 0o666)
+        return self._fd
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+    def row(self, digest: str | None) -> int | None:
+        return None if digest is None else self.index.get(digest)
+
+    def get(self, digest: str) -> torch.Tensor | None:
+        r = self.row(digest)
+        return None if r is None else self.read([r])[0]
+
+    def read(self, rows: Sequence[int]) -> torch.Tensor:
+        """Rows ``(len(rows), views, D)``, in the order given."""
+        v, d = self.shape or (1, 0)
+        out = np.empty((len(rows), v, d), dtype=np.float32)
+        size = v * d * 4
+        for k, r in enumerate(rows):
+            out[k] = np.frombuffer(os.pread(self._file(), size, r * size), dtype=np.float32).reshape(v, d)
+        return torch.from_numpy(out)
+
+    def read_view(self, row: int, view: int) -> torch.Tensor:
+        """One view's features ``(D,)`` of one row."""
+        v, d = self.shape
+        data = os.pread(self._file(), d * 4, (row * v + view) * d * 4)
+        return torch.from_numpy(np.frombuffer(data, dtype=np.float32).copy())
+
+    def reserve(self, n: int, shape: tuple[int, int]) -> int:
+        """The first of ``n`` new rows of ``shape (views, D)``."""
+        if self.shape is None:
+            self.shape = tuple(shape)
+        elif tuple(shape) != self.shape:
+            raise ValueError(f"feature cache {self.dir}: rows are {self.shape}, got {tuple(shape)}")
+        first, self.next_row = self.next_row, self.next_row + n
+        return first
+
+    def write(self, row: int, view: int, feats: torch.Tensor) -> None:
+        """Write one view ``(D,)`` of a reserved row."""
+        v, d = self.shape
+        data = feats.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+        os.pwrite(self._file(), data, (row * v + view) * d * 4)
+
+    def put(self, digest: str, feats: torch.Tensor) -> None:
+        """Store ``feats (views, D)`` for ``digest`` (indexed by the next :meth:`save`)."""
+        r = self.reserve(1, tuple(feats.shape))
+        for v in range(feats.shape[0]):
+            self.write(r, v, feats[v])
+        self.index[digest] = r
+
+    def save(self) -> None:
+        """Make the rows durable, then replace the index that names them."""
+        from ..files import write_text
+
+        if self._fd is not None:
+            os.fsync(self._fd)
+        body = {"key": self._key_text, "shape": list(self.shape or (1, 1)), "next_row": self.next_row}
+        write_text(self.path, json.dumps({**body, "rows": self.index}))
+
+
 @dataclass
 class FeatureSet:
-    feats: torch.Tensor  # (N, 1 + views, D): view 0 is the evaluation view
+    feats: torch.Tensor | None  # (N, 1 + views, D), view 0 the evaluation view; None: rows of `store`
     labels: torch.Tensor  # (N,)
     positions: list[int]  # index into the input samples of each row (unreadable ones dropped)
     skipped: list[tuple[int, str]]
     computed: int  # images that went through the backbone in this call
     seconds: float
+    store: FeatureCache | None = None  # where the rows are, when they stay on disk
+    rows: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        if self.feats is not None:
+            return tuple(self.feats.shape)
+        return (len(self.labels), *self.store.shape)
+
+    def tensor(self) -> torch.Tensor:
+        """All features in memory ``(N, 1 + views, D)`` (read from disk when they stay there)."""
+        return self.feats if self.feats is not None else self.store.read(self.rows)
+
+    def chunks(self, size: int = 1024) -> Iterator[torch.Tensor]:
+        """Every view of every row as ``(n, D)`` chunks, without holding them all in memory."""
+        for i in range(0, len(self), size):
+            part = self.feats[i : i + size] if self.feats is not None else self.store.read(self.rows[i : i + size])
+            yield part.reshape(-1, part.shape[-1])
 
 
 def cache_key(model: TransferModel, cfg: TrainConfig, pre: Preprocess, views: int) -> dict:
@@ -55,7 +197,7 @@ def cache_key(model: TransferModel, cfg: TrainConfig, pre: Preprocess, views: in
     # a cheap fingerprint of the body's weights: sum and norm of every float tensor
     fp = torch.stack([torch.stack([v.double().sum(), v.double().norm()]) for v in floats])
     return {
-        "version": 3,
+        "version": 4,
         "backbone": model.backbone_name,
         "features": model.features,
         "weights": f"{fp.sum().item():.10e}:{fp.norm().item():.10e}",
@@ -66,15 +208,24 @@ def cache_key(model: TransferModel, cfg: TrainConfig, pre: Preprocess, views: in
     }
 
 
+Sink = Callable[[int, list[int], torch.Tensor], None]  # (view, sample positions, features (B, D))
+
+
 @torch.inference_mode()
 def _forward_views(
-    model: TransferModel, samples: Sequence[Sample], pre: Preprocess, cfg: TrainConfig, views: int, device: torch.device
-) -> tuple[dict[int, torch.Tensor], list[tuple[int, str]]]:
-    """Features ``(1 + views, D)`` for each readable sample position."""
+    model: TransferModel,
+    samples: Sequence[Sample],
+    pre: Preprocess,
+    cfg: TrainConfig,
+    views: int,
+    device: torch.device,
+    sink: Sink,
+) -> list[tuple[int, str]]:
+    """Features of every view of each readable sample, handed to ``sink`` batch by batch;
+    returns the unreadable positions with their reasons."""
     model.eval()
-    per_view: list[dict[int, torch.Tensor]] = []
     skipped: dict[int, str] = {}
-    # every view re-reads the same files: decode each once (in this process)
+    # every view re-reads the same files: decode each once (in this process) when they fit
     images, _ = cache_or_stream(samples, pre.decode_size, cfg.image_cache_mb, passes=1 + views)
     for v in range(1 + views):
         tf = eval_transform(pre) if v == 0 else train_transform(pre, AugmentSpec.from_config(cfg))
@@ -91,7 +242,7 @@ def _forward_views(
             item_seed=cfg.seed * 100 + v,
             shard="eval",  # distributed: each rank embeds its share, gathered below
         )
-        out: dict[int, torch.Tensor] = {}
+        mine: dict[int, torch.Tensor] = {}
         for batch in loader:
             skipped.update(dict(batch["skipped"]))
             if batch["image"] is None:
@@ -100,18 +251,16 @@ def _forward_views(
             if cfg.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             f = model.forward_features(x).float().cpu()  # (B, K, 3, S, S) crop views: averaged
-            out.update(zip(batch["index"].tolist(), f))
+            if distributed.world().distributed:
+                mine.update(zip(batch["index"].tolist(), f))
+            else:
+                sink(v, batch["index"].tolist(), f)
         if distributed.world().distributed:
-            for part_out, part_skipped in distributed.gather((out, skipped)):
-                out.update(part_out)
+            for part, part_skipped in distributed.gather((mine, skipped)):
                 skipped.update(part_skipped)
-        per_view.append(out)
-    feats = {}  # popped view by view: the per-view copies are freed as the stacked ones are made
-    for i in list(per_view[0]):
-        rows = [pv.pop(i, None) for pv in per_view]
-        if all(r is not None for r in rows):
-            feats[i] = torch.stack(rows)
-    return feats, sorted(skipped.items())
+                if part:
+                    sink(v, list(part), torch.stack(list(part.values())))
+    return sorted(skipped.items())
 
 
 def extract_features(
@@ -122,31 +271,81 @@ def extract_features(
     views: int,
     device: torch.device,
     cache: FeatureCache | None = None,
+    memory_mb: float | None = None,
 ) -> FeatureSet:
-    """Backbone features of ``samples``, from ``cache`` where present, computed (and cached) otherwise."""
+    """Backbone features of ``samples``, from ``cache`` where present, computed (and cached)
+    otherwise. With a cache, a set larger than ``memory_mb`` stays on disk (``FeatureSet.feats``
+    is None; read it through :func:`feature_loader` or :meth:`FeatureSet.chunks`)."""
     t0 = time.perf_counter()
-    # content digests are cache keys only: no cache, no need to read every file's bytes
-    digests = [file_digest(s.path) for s in samples] if cache is not None else [None] * len(samples)
-    todo = [i for i, d in enumerate(digests) if cache is None or cache.get(d) is None]
-    computed, skipped = _forward_views(model, [samples[i] for i in todo], pre, cfg, views, device) if todo else ({}, [])
-    skipped = [(todo[j], r) for j, r in skipped]
-    slot = {i: j for j, i in enumerate(todo)}  # sample position -> position in the computed batch
-    rows, labels, positions = [], [], []
-    for i, d in enumerate(digests):
-        f = cache.get(d) if cache is not None else None
-        if f is None and i in slot:
-            f = computed.get(slot[i])
-            if f is not None and cache is not None:
-                cache.put(d, f)
-        if f is not None:
-            rows.append(f)
-            labels.append(samples[i].label)
-            positions.append(i)
-    if cache is not None and todo:
-        distributed.on_main(cache.save)  # one cache, written once
-    feats = torch.stack(rows) if rows else torch.zeros(0, 1 + views, model.feature_dim)
+    dist = distributed.world().distributed
+    lock = cache.locked() if cache is not None and distributed.is_main() else contextlib.nullcontext()
+    with lock:
+        # content digests are cache keys only: no cache, no need to read every file's bytes
+        digests = [file_digest(s.path) for s in samples] if cache is not None else [None] * len(samples)
+        hits = {i: cache.row(d) for i, d in enumerate(digests) if cache is not None and cache.row(d) is not None}
+        if dist:  # the main rank's cache decides, so every rank embeds the same images
+            hits = distributed.broadcast(hits)
+        todo = [i for i in range(len(samples)) if i not in hits]
+        shape = (1 + views, model.feature_dim)
+        on_disk = cache is not None and not dist
+        if on_disk:  # written straight into the cache, row by row, as the backbone produces them
+            first = cache.reserve(len(todo), shape) if todo else 0
+            done = {j: first + j for j in range(len(todo))}
+
+            def sink(v: int, js: list[int], f: torch.Tensor) -> None:
+                for j, row in zip(js, f):
+                    cache.write(first + j, v, row)
+        else:
+            buffer = torch.empty(len(todo), *shape)
+            done = {}
+
+            def sink(v: int, js: list[int], f: torch.Tensor) -> None:
+                buffer[js, v] = f
+
+        skipped = _forward_views(model, [samples[i] for i in todo], pre, cfg, views, device, sink) if todo else []
+        bad = {j for j, _ in skipped}
+        slot = {i: j for j, i in enumerate(todo)}  # sample position -> position among the computed
+        kept = [i for i in range(len(samples)) if i in hits or slot[i] not in bad]
+        if on_disk:
+            for j, i in enumerate(todo):
+                if j not in bad:
+                    cache.index[digests[i]] = done[j]
+            if todo:
+                cache.save()
+            rows = [hits[i] if i in hits else done[slot[i]] for i in kept]
+            store_bytes = len(rows) * shape[0] * shape[1] * 4
+            if memory_mb is None or store_bytes <= memory_mb * 2**20:
+                feats, store = cache.read(rows) if rows else torch.zeros(0, *shape), None
+            else:
+                feats, store = None, cache
+        else:
+            mine = cache.read([hits[i] for i in kept if i in hits]) if hits and distributed.is_main() else None
+            from_cache = distributed.broadcast(mine)  # the main rank's cache, on every rank
+            feats, store, rows = torch.empty(len(kept), *shape), None, None
+            k_hit = 0
+            for k, i in enumerate(kept):
+                if i in hits:
+                    feats[k], k_hit = from_cache[k_hit], k_hit + 1
+                else:
+                    feats[k] = buffer[slot[i]]
+            if cache is not None and todo:
+
+                def persist() -> None:
+                    for k, i in enumerate(kept):
+                        if i not in hits:
+                            cache.put(digests[i], feats[k])
+                    cache.save()
+
+                distributed.on_main(persist)  # one cache, written once
     return FeatureSet(
-        feats, torch.tensor(labels, dtype=torch.long), positions, skipped, len(todo), time.perf_counter() - t0
+        feats,
+        torch.tensor([samples[i].label for i in kept], dtype=torch.long),
+        kept,
+        [(todo[j], r) for j, r in skipped],
+        len(todo),
+        time.perf_counter() - t0,
+        store,
+        rows if store is not None else None,
     )
 
 
@@ -163,19 +362,36 @@ class FeatureDataset(Dataset):
         return self.feats[i], int(self.labels[i]), i, None
 
 
+class StoredFeatureDataset(Dataset):
+    """:class:`FeatureDataset`'s items read from a feature cache on disk: item ``k`` is view
+    ``views[k % len(views)]`` of row ``rows[k // len(views)]``."""
+
+    def __init__(self, store: FeatureCache, rows: list[int], labels: torch.Tensor, views: list[int]):
+        self.store, self.rows, self.labels, self.views = store, rows, labels, views
+
+    def __len__(self) -> int:
+        return len(self.rows) * len(self.views)
+
+    def __getitem__(self, k: int):
+        i, v = divmod(k, len(self.views))
+        return self.store.read_view(self.rows[i], self.views[v]), int(self.labels[i]), k, None
+
+
 def feature_loader(
     fs: FeatureSet, all_views: bool, batch_size: int, shuffle: bool, seed: int, balanced: bool = False
 ) -> DataLoader:
     """Training: every view is a sample. Validation: the evaluation view only. ``balanced``:
     every class drawn equally often (:func:`~transferlab.data.loading.balanced_sampler`)."""
-    if all_views:
-        feats = fs.feats.reshape(-1, fs.feats.shape[-1])
-        labels = fs.labels.repeat_interleave(fs.feats.shape[1])
+    n_views = fs.shape[1] if all_views else 1
+    labels = fs.labels.repeat_interleave(n_views)
+    if fs.feats is None:
+        ds = StoredFeatureDataset(fs.store, fs.rows, fs.labels, list(range(n_views)))
+    elif all_views:
+        ds = FeatureDataset(fs.feats.reshape(-1, fs.feats.shape[-1]), labels)
     else:
-        feats, labels = fs.feats[:, 0], fs.labels
+        ds = FeatureDataset(fs.feats[:, 0], labels)
     g = torch.Generator()
     g.manual_seed(seed)
-    ds = FeatureDataset(feats, labels)
     sampler = choose_sampler(ds, labels, "train" if shuffle else "eval", balanced and shuffle, seed, g)
     return DataLoader(
         ds,
@@ -190,33 +406,3 @@ def feature_loader(
 def default_cache_dir() -> Path:
     """``$TRANSFERLAB_CACHE`` or ``~/.cache/transferlab``."""
     return Path(os.environ.get("TRANSFERLAB_CACHE", Path.home() / ".cache" / "transferlab"))
-
-
-class FeatureCache:
-    """Features ``(views, D)`` per file content, in one file per model/preprocessing key."""
-
-    def __init__(self, root: str | Path, key: dict):
-        self.key = key
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-        self.path = Path(root) / "features" / f"{key.get('backbone', 'model')}-{digest}.pt"
-        self.entries: dict[str, torch.Tensor] = {}
-        if self.path.is_file():
-            try:
-                data = torch.load(self.path, map_location="cpu", weights_only=True)
-                if data.get("key") == key:
-                    self.entries = dict(data["features"])
-            except Exception:  # a damaged cache is rebuilt, never trusted
-                self.entries = {}
-        self.loaded = len(self.entries)
-
-    def get(self, digest: str) -> torch.Tensor | None:
-        return self.entries.get(digest)
-
-    def put(self, digest: str, feats: torch.Tensor) -> None:
-        t = feats.detach().to("cpu", torch.float32)  # no copy when it is one already (shared, not cloned)
-        self.entries[digest] = t if t.is_contiguous() and t.storage_offset() == 0 else t.clone()
-
-    def save(self) -> None:
-        from ..models.checkpoint import atomic_save
-
-        atomic_save({"key": self.key, "features": self.entries}, self.path)

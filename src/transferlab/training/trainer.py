@@ -352,12 +352,13 @@ def _feature_data(
     model.to(device)
     root = cfg.cache_dir or default_cache_dir()
     cache = FeatureCache(root, cache_key(model, cfg, pre, views))
-    tr = extract_features(model, index.splits["train"], pre, cfg, views, device, cache)
+    budget = cfg.image_cache_mb  # beyond it, the features stay on disk and stream from there
+    tr = extract_features(model, index.splits["train"], pre, cfg, views, device, cache, budget)
     va = extract_features(
-        model, index.splits["val"], pre, cfg, 0, device, FeatureCache(root, cache_key(model, cfg, pre, 0))
+        model, index.splits["val"], pre, cfg, 0, device, FeatureCache(root, cache_key(model, cfg, pre, 0)), budget
     )
-    if model.features == "stages" and len(tr.feats):  # thousands of features on different scales
-        model.feature_norm.fit(tr.feats.reshape(-1, tr.feats.shape[-1]))
+    if model.features == "stages" and len(tr):  # thousands of features on different scales
+        model.feature_norm.fit_chunks(tr.chunks())
     note = (
         f"features mode: backbone ran on {tr.computed + va.computed} images "
         f"({1 + views} views per training image), {len(tr.positions) + len(va.positions) - tr.computed - va.computed}"
@@ -385,7 +386,7 @@ def _fit_logistic_head(
 
     t0 = time.perf_counter()
     found = fit_logistic(
-        model, data.train_features.feats, data.train_features.labels, cfg.seed, balanced=_balanced(cfg)
+        model, data.train_features.tensor(), data.train_features.labels, cfg.seed, balanced=_balanced(cfg)
     )
     val = gather_outputs(evaluate(data.model, data.val, device, False, cfg.amp))
     record = {
@@ -440,7 +441,7 @@ def _linear_probe(model: TransferModel, index: DataIndex, pre: Preprocess, cfg: 
         from .logistic import fit_logistic
 
         found = fit_logistic(
-            model, data.train_features.feats, data.train_features.labels, cfg.seed, balanced=_balanced(cfg)
+            model, data.train_features.tensor(), data.train_features.labels, cfg.seed, balanced=_balanced(cfg)
         )
         val = gather_outputs(evaluate(data.model, data.val, device, False, cfg.amp))
         apply_mode(model, cfg)
