@@ -69,3 +69,33 @@ def test_cuda_training_and_prediction_agree_with_the_cpu(tmp_path):
     cpu = Predictor.from_run(run.run_dir, device="cpu").predict(images)
     agree = sum(a.label == b.label for a, b in zip(gpu, cpu))
     assert agree >= len(images) - 1  # bf16/fp16 vs fp32: at most one borderline image differs
+
+
+def test_compile_runs_the_training_step_compiled_and_saves_a_plain_checkpoint(
+    tiny_folder, tmp_path, fast_overrides, monkeypatch
+):
+    """``--compile``: the training step goes through ``torch.compile`` (here with the ``eager``
+    backend, which traces without generating code: seconds instead of minutes); the weights and
+    metrics equal the uncompiled run's and the checkpoint loads into a plain model."""
+    from transferlab.config import load_config
+    from transferlab.predict.predictor import Predictor
+    from transferlab.training.trainer import train
+
+    real, compiled = torch.compile, []
+
+    def eager_compile(module, **kwargs):
+        compiled.append(type(module).__name__)
+        return real(module, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    runs = {}
+    for flag in (False, True):
+        over = {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / f"c{flag}"), "compile": flag}
+        runs[flag] = train(load_config(None, over))
+    assert compiled == ["TransferModel"]  # once, for the compiled run only
+    a, b = (torch.load(r.run_dir / "best.pt", weights_only=False)["model"] for r in (runs[False], runs[True]))
+    assert a.keys() == b.keys() and not any("_orig_mod" in k for k in b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    assert runs[True].best_val_acc == runs[False].best_val_acc
+    assert len(Predictor.from_run(runs[True].run_dir).predict_paths([str(next(tiny_folder.rglob("*.png")))])) == 1

@@ -326,6 +326,8 @@ def fit(
     state = state or FitState()
     stale = state.epoch - state.best_epoch
     net = distributed.wrap(model, device)  # DDP when distributed; evaluation uses the bare model
+    if cfg.compile:  # the training step only; parameters are shared, so checkpoints stay plain
+        net = torch.compile(net)
     scaler = grad_scaler(device, cfg.amp)  # one for the whole fit: its scale carries across epochs
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         if state.stopped_early:
