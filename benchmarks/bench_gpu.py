@@ -148,10 +148,78 @@ def predict_column(run_dir: str, images: list[str], device: str) -> dict:
     }
 
 
+def compile_column(device: str, steps: int = 5, batch: int = 32) -> dict:
+    """``--compile`` measured: the training step of efficientnet_lite0 at 224 px, eager vs
+    ``torch.compile``: the one-off compile cost, the time per step, and the steps it takes to pay."""
+    import torch
+    import torch.nn.functional as F
+
+    from transferlab.models.transfer import create_model
+
+    dev = torch.device(device)
+    out = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = create_model("efficientnet_lite0", 2, pretrained=False).train().to(dev)
+        model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        x = torch.rand(batch, 3, 224, 224, device=dev).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 2, (batch,), device=dev)
+        net = torch.compile(model) if compiled else model
+
+        def step(net=net, opt=opt, x=x, y=y):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+
+        t0 = time.perf_counter()
+        step()
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        out["compiled" if compiled else "eager"] = {"first_step_s": first, "step_s": (time.perf_counter() - t0) / steps}
+    e, c = out["eager"], out["compiled"]
+    saving = e["step_s"] - c["step_s"]
+    out["compile_cost_s"] = c["first_step_s"] - e["first_step_s"]
+    out["speedup"] = e["step_s"] / c["step_s"]
+    out["steps_to_pay"] = out["compile_cost_s"] / saving if saving > 0 else None
+    return out
+
+
+def decode_column(images: list[str], device: str) -> dict:
+    """JPEG decoding images/s: PIL in this process (what a loader worker does per image) vs
+    ``torchvision.io.decode_jpeg`` on a batch, on ``device`` (on "cuda", nvJPEG)."""
+    import torch
+    from PIL import Image
+    from torchvision.io import decode_jpeg
+
+    jpegs = [p for p in images if p.lower().endswith((".jpg", ".jpeg"))][:256]
+    t0 = time.perf_counter()
+    for p in jpegs:
+        with Image.open(p) as im:
+            im.convert("RGB").load()
+    pil = len(jpegs) / (time.perf_counter() - t0)
+    data = [torch.frombuffer(bytearray(Path(p).read_bytes()), dtype=torch.uint8) for p in jpegs]
+    decode_jpeg(data[:8], device=device)  # warm-up (nvJPEG handles)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for i in range(0, len(data), 64):
+        decode_jpeg(data[i : i + 64], device=device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    batched = len(data) / (time.perf_counter() - t0)
+    return {"images": len(jpegs), "pil_per_second": pil, "decode_jpeg_per_second": batched, "ratio": batched / pil}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--compile", action="store_true", help="also measure torch.compile (minutes on a CPU)")
     a = ap.parse_args()
     import torch
 
@@ -166,6 +234,9 @@ def main() -> None:
         for dev in devices:
             col = train_column(a.data, dev, a.epochs, Path(tmp))
             col.update(predict_column(col.pop("run_dir"), images, dev))
+            col["decode"] = decode_column(images, dev)
+            if a.compile:
+                col["compile"] = compile_column(dev)
             out["devices"][dev] = col
     cpu = out["devices"]["cpu"]
     for dev, col in out["devices"].items():
@@ -180,6 +251,18 @@ def main() -> None:
             f"      predict {col['predict_images_per_second']:.1f} img/s = {col['predict_vs_raw']:.0%} of the raw "
             f"forward ({col['raw_forward_per_second']:.1f}), {col['predict_vs_loop']:.1f}x the one-image loop"
         )
+        d = col["decode"]
+        print(
+            f"      JPEG decode: PIL {d['pil_per_second']:.0f} img/s, decode_jpeg in batches of 64 "
+            f"{d['decode_jpeg_per_second']:.0f} img/s ({d['ratio']:.1f}x)"
+        )
+        if "compile" in col:
+            c = col["compile"]
+            pay = f"pays after {c['steps_to_pay']:.0f} steps" if c["steps_to_pay"] else "never pays"
+            print(
+                f"      torch.compile: {c['compile_cost_s']:.0f}s to compile, step {c['eager']['step_s']:.2f}s -> "
+                f"{c['compiled']['step_s']:.2f}s ({c['speedup']:.2f}x), {pay}"
+            )
     if "cuda" not in out["devices"]:
         print("no CUDA device here: the GPU column is pending; run this script on a machine with one")
     else:
