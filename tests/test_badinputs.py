@@ -492,7 +492,7 @@ def test_run_folder_and_output_problems(tmp_path, capsys, tiny_folder, monkeypat
 
 # -- property-based fuzzing of the readers ---------------------------------------------------------
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 _SEEDS = [_jpeg(1), png_bomb(64, 64)]
@@ -545,6 +545,8 @@ _row = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
+@example("path,label,split", [["img/fake/fake_00.png", "fake", "\n"]], "utf-8")  # a newline in a quoted field
+@example("path,label,split", [["a\nb.png", "fake", "train"], ["a\nb.png", "real", "train"]], "utf-8")
 @given(
     st.sampled_from(["path,label,split", "path,label", "label,path", "file,label", ""]),
     st.lists(_row, max_size=12),

@@ -243,14 +243,16 @@ def _read_manifest_rows(path: Path) -> tuple[list[tuple[str, str, str]], list[st
                     )
                 split = _SPLIT_ALIASES.get((row.get("split") or "train").strip().lower())
                 if split is None:
-                    raise DataError(f"manifest '{path}' line {n}: split '{row.get('split')}' is not train, val or test")
+                    raise DataError(
+                        f"manifest '{path}' line {n}: split '{_show(row.get('split'))}' is not train, val or test"
+                    )
                 p = Path(raw)
                 full = os.path.normpath(p if p.is_absolute() else base / p)
                 if full in rows:
                     if rows[full][1:] != (label, split):
                         raise DataError(
-                            f"manifest '{path}' line {n}: '{raw}' is listed again as {label}/{split}, "
-                            f"earlier as {rows[full][1]}/{rows[full][2]}; keep one row per file"
+                            f"manifest '{path}' line {n}: '{_show(raw)}' is listed again as {_show(label)}/{split}, "
+                            f"earlier as {_show(rows[full][1])}/{rows[full][2]}; keep one row per file"
                         )
                     dup += 1
                     continue
@@ -262,6 +264,11 @@ def _read_manifest_rows(path: Path) -> tuple[list[tuple[str, str, str]], list[st
     if dup:
         notes.append(f"manifest '{path}': {dup} duplicate row(s) ignored (each file counts once)")
     return list(rows.values()), notes
+
+
+def _show(value: object) -> str:
+    """A manifest field in a one-line message: control characters (a newline in a quoted field) escaped."""
+    return repr(str(value))[1:-1]
 
 
 def read_manifest(path: str | Path, verify: bool = True) -> DataIndex:
