@@ -61,6 +61,7 @@ def fit_logistic(
     with ``labels (N,)``; ``balanced`` weighs each class by its inverse frequency (imbalanced
     data). Returns the :class:`LogisticFit` summary; the model is changed in place."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
     n, v, d = feats.shape
@@ -75,7 +76,9 @@ def fit_logistic(
         raise ValueError(f"no training images of class index {missing}: the logistic head needs every class")
     folds, k = _folds(y, groups, seed)
     weight = "balanced" if balanced else None
-    with warnings.catch_warnings():
+    # one BLAS thread: L-BFGS on a few thousand rows makes matrix-vector products too small to
+    # share, and OpenBLAS's threads made the fit 3-4x slower on two cores (same result)
+    with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.simplefilter("ignore")  # convergence chatter at the weakest regularisation, API transition notes
         if folds is None:  # a class with one image: nothing to cross-validate on
             clf = LogisticRegression(C=1.0, max_iter=2000, class_weight=weight).fit(z, y)
