@@ -51,3 +51,18 @@ def test_same_bytes_same_digest(tmp_path):
     (tmp_path / "b").write_bytes(b"abc")
     (tmp_path / "c").write_bytes(b"abd")
     assert file_digest(tmp_path / "a") == file_digest(tmp_path / "b") != file_digest(tmp_path / "c")
+
+
+def test_each_file_is_hashed_once_until_it_changes(tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+
+    f = tmp_path / "a"
+    f.write_bytes(b"abc")
+    reads, real = [], Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or real(self))
+    first = file_digest(f)
+    assert file_digest(str(f)) == first and reads == ["a"]  # the copy check and the feature cache share it
+    f.write_bytes(b"abd")
+    os.utime(f, ns=(os.stat(f).st_atime_ns, os.stat(f).st_mtime_ns + 10**9))
+    assert file_digest(f) != first and reads == ["a", "a"]  # changed: read again

@@ -314,14 +314,11 @@ def imbalance_note(samples: Sequence[Sample], classes: list[str], limit: float =
 def conflicting_copies(index: DataIndex) -> list[tuple[str, str, str, str]]:
     """Byte-identical files filed under two different classes: ``(path_a, class_a, path_b, class_b)``.
     Such a pair teaches the model nothing but noise, and usually means a mislabelled copy."""
-    import hashlib
-
     seen: dict[str, tuple[str, int]] = {}
     out = []
     for s in index.all_samples():
         try:
-            with open(s.path, "rb") as f:
-                h = hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+            h = file_digest(s.path)
         except OSError:
             continue
         if h in seen and seen[h][1] != s.label:
@@ -369,11 +366,24 @@ def carve_validation(samples: Sequence[Sample], fraction: float, seed: int) -> t
     return train, val
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> digest, for this process
+
+
 def file_digest(path: str | Path) -> str:
-    """Content hash of a file (same bytes -> same key, wherever the file lives)."""
+    """Content hash of a file (same bytes -> same key, wherever the file lives). Remembered per
+    path, size and modification time, so the copy check, the split check and the feature cache
+    read each file once between them."""
     import hashlib
 
-    return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
+    st = os.stat(path)
+    key = (os.fspath(path), st.st_size, st.st_mtime_ns)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
+        if len(_DIGESTS) >= 1_000_000:  # a long-lived process: start over rather than grow
+            _DIGESTS.clear()
+        _DIGESTS[key] = digest
+    return digest
 
 
 def expand_inputs(items: Iterable[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:

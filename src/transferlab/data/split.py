@@ -7,7 +7,6 @@ Images are never copied: the result is a ``split.csv`` (``path,label,split``) th
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import random
 from collections import Counter, defaultdict
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import write_text
-from .index import SPLITS, DataError, DataIndex, Sample, imbalance_note, load_index, write_manifest
+from .index import SPLITS, DataError, DataIndex, Sample, file_digest, imbalance_note, load_index, write_manifest
 
 __all__ = ["SplitSpec", "make_split", "split_folder", "read_groups", "duplicate_files"]
 
@@ -129,7 +128,7 @@ def duplicate_files(splits: dict[str, list[Sample]]) -> list[tuple[str, str, str
     dups = []
     for split in SPLITS:
         for s in splits.get(split, []):
-            h = hashlib.blake2b(Path(s.path).read_bytes(), digest_size=16).hexdigest()
+            h = file_digest(s.path)
             if h in seen and seen[h][1] != split:
                 dups.append((seen[h][0], seen[h][1], s.path, split))
             seen.setdefault(h, (s.path, split))
