@@ -292,7 +292,7 @@ def train(
     else:
         weight = _class_weight(cfg, s.index)
         state = fit(data.model, data.train, data.val, opt, scheduler, device, cfg, state, writer.on_epoch_end, weight)
-    summary = _finish(s, model, data, pre, state, writer, device, time.perf_counter() - t0)
+    summary = _finish(s, _Outcome(model, data, pre, state, writer, device, time.perf_counter() - t0))
     return RunResult(s.run.path, state.best_epoch, summary["best_val_acc"], summary)
 
 
@@ -561,38 +561,32 @@ class _RunWriter:
         )
 
 
-def _finish(
-    s: _Session,
-    model: TransferModel,
-    data: _Data,
-    pre: Preprocess,
-    state: FitState,
-    writer: _RunWriter,
-    device,
-    wall: float,
-) -> dict:
+@dataclass
+class _Outcome:
+    """What a finished fit hands to the writing of its results."""
+
+    model: TransferModel
+    data: _Data
+    pre: Preprocess
+    state: FitState
+    writer: _RunWriter
+    device: torch.device
+    wall: float  # seconds from the start, data indexing and feature extraction included
+
+
+def _finish(s: _Session, o: _Outcome) -> dict:
     """Reload best.pt, calibrate the decision on the validation split and save it into both
     checkpoints, write the figures, summary.json and report.html (the main rank writes; every
     rank returns the summary)."""
     distributed.barrier()  # the main rank has written best.pt
     best = load_checkpoint(s.run.best)
-    model.load_state_dict(best["model"])
-    val = gather_outputs(evaluate(data.model, data.val, device, s.cfg.channels_last, s.cfg.amp))
-    return distributed.on_main(_write_results, s, model, data, pre, state, writer, device, wall, best, val)
+    o.model.load_state_dict(best["model"])
+    val = gather_outputs(evaluate(o.data.model, o.data.val, o.device, s.cfg.channels_last, s.cfg.amp))
+    return distributed.on_main(_write_results, s, o, best, val)
 
 
-def _write_results(
-    s: _Session,
-    model: TransferModel,
-    data: _Data,
-    pre: Preprocess,
-    state: FitState,
-    writer: _RunWriter,
-    device,
-    wall: float,
-    best: dict,
-    val: dict,
-) -> dict:
+def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
+    model, data, pre, state, writer = o.model, o.data, o.pre, o.state, o.writer
     cfg, run, index = s.cfg, s.run, s.index
     if data.val_positions is not None:  # feature rows -> sample positions
         val["indices"] = np.asarray([data.val_positions[i] for i in val["indices"]], dtype=int)
@@ -632,9 +626,9 @@ def _write_results(
         "best_val_acc": report["accuracy"],
         "val": report,
         "history": state.history,
-        "wall_seconds": wall,
+        "wall_seconds": o.wall,
         # from the start (data indexing, feature extraction included) to the end of the best epoch
-        "time_to_best_seconds": wall - sum(h["seconds"] for h in state.history[state.best_epoch :]),
+        "time_to_best_seconds": o.wall - sum(h["seconds"] for h in state.history[state.best_epoch :]),
         "params": {"trainable": n_train, "total": n_total},
         "preprocess": pre.to_dict(),
         "calibration": calibration,
@@ -650,7 +644,7 @@ def _write_results(
             "skipped_count": len(writer.skipped),
             "skipped": [{"path": p, "reason": r} for p, r in sorted(writer.skipped.items())],
         },
-        "machine": _machine(device),
+        "machine": _machine(o.device),
     }
     run.write_json(run.summary, summary)
     run_report(run.path)
