@@ -105,20 +105,35 @@ def messy_folder(tmp_path) -> tuple[Path, dict[str, str]]:
     return root, bad
 
 
+# Config overrides that train a tiny model in seconds on the 40 px fixtures.
+FAST = {
+    "model": "scratch_cnn",
+    "mode": "scratch",
+    "image_size": 32,
+    "epochs": 2,
+    "batch_size": 4,
+    "num_workers": 0,
+    "progress": False,
+    "augment": "none",
+    "lr": 0.01,
+}
+
+
+def cli_flags(**overrides) -> list[str]:
+    """:data:`FAST` with ``overrides`` as command-line flags (``None`` leaves a flag out)."""
+    flags: list[str] = []
+    for key, value in {**FAST, **overrides}.items():
+        name = key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(f"--{name}" if value else f"--no-{name}")
+        elif value is not None:
+            flags += [f"--{name}", str(value)]
+    return flags
+
+
 @pytest.fixture
 def fast_overrides() -> dict:
-    """Config overrides that train a tiny model in seconds on the 40 px fixtures."""
-    return {
-        "model": "scratch_cnn",
-        "mode": "scratch",
-        "image_size": 32,
-        "epochs": 2,
-        "batch_size": 4,
-        "num_workers": 0,
-        "progress": False,
-        "augment": "none",
-        "lr": 0.01,
-    }
+    return dict(FAST)
 
 
 @pytest.fixture(scope="session")

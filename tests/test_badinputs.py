@@ -25,26 +25,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_folder
+from conftest import cli_flags, make_folder
 from transferlab.cli import main
 
-FAST = [
-    "--model",
-    "scratch_cnn",
-    "--mode",
-    "scratch",
-    "--epochs",
-    "1",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "4",
-    "--num-workers",
-    "0",
-    "--no-progress",
-    "--augment",
-    "none",
-]
+FAST = cli_flags(epochs=1, lr=None)
 
 
 def png_bomb(w: int, h: int) -> bytes:

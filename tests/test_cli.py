@@ -8,6 +8,7 @@ import urllib.error
 
 import torch
 
+from conftest import cli_flags
 from transferlab.cli import main
 
 
@@ -36,19 +37,7 @@ def test_split_train_evaluate_predict(tiny_folder, tmp_path, capsys):
             [
                 "train",
                 str(manifest),
-                "--model",
-                "scratch_cnn",
-                "--mode",
-                "scratch",
-                "--epochs",
-                "2",
-                "--image-size",
-                "32",
-                "--batch-size",
-                "4",
-                "--num-workers",
-                "0",
-                "--no-progress",
+                *cli_flags(epochs=2, augment=None, lr=None),
                 "--out",
                 str(run),
             ]
@@ -161,21 +150,7 @@ def test_saved_threshold_decides_the_cli_verdict(tiny_folder, tmp_path, capsys):
             [
                 "train",
                 str(tiny_folder),
-                "--model",
-                "scratch_cnn",
-                "--mode",
-                "scratch",
-                "--epochs",
-                "2",
-                "--image-size",
-                "32",
-                "--batch-size",
-                "4",
-                "--num-workers",
-                "0",
-                "--no-progress",
-                "--augment",
-                "none",
+                *cli_flags(epochs=2, lr=None),
                 "--out",
                 str(run),
             ]
@@ -208,19 +183,7 @@ def test_predict_explain_and_evaluate_perturb(tiny_folder, tmp_path, capsys):
             [
                 "train",
                 str(tiny_folder),
-                "--model",
-                "scratch_cnn",
-                "--mode",
-                "scratch",
-                "--epochs",
-                "1",
-                "--image-size",
-                "32",
-                "--batch-size",
-                "4",
-                "--num-workers",
-                "0",
-                "--no-progress",
+                *cli_flags(epochs=1, augment=None, lr=None),
                 "--out",
                 str(run),
             ]

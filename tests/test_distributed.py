@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_folder
+from conftest import cli_flags, make_folder
 from transferlab import distributed
 from transferlab.distributed import ShardedShuffleSampler, ShardSampler
 
@@ -189,11 +189,7 @@ def test_two_rank_features_run_equals_the_one_process_run_and_only_rank_0_writes
 
 
 def _scratch_flags(epochs: int) -> list[str]:
-    return [
-        "--model", "scratch_cnn", "--mode", "scratch", "--image-size", "32", "--epochs", str(epochs),
-        "--batch-size", "4", "--num-workers", "0", "--no-progress", "--augment", "none", "--lr", "0.01",
-        "--scheduler", "cosine",
-    ]  # fmt: skip
+    return cli_flags(epochs=epochs, scheduler="cosine")
 
 
 def test_torchrun_cli_smoke_then_kill_and_resume_a_two_process_run(tmp_path):

@@ -21,27 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_folder
+from conftest import cli_flags, make_folder
 
-ARGS = [
-    "--model",
-    "scratch_cnn",
-    "--mode",
-    "scratch",
-    "--epochs",
-    "4",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "4",
-    "--num-workers",
-    "0",
-    "--no-progress",
-    "--augment",
-    "light",
-    "--lr",
-    "0.01",
-]
+ARGS = cli_flags(epochs=4, augment="light")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
