@@ -101,7 +101,8 @@ def build_demo_data(root: str | Path, size: int = 128, seed: int = 0) -> Path:
             for i, crop in enumerate(_crops(photo, 2 * _CROPS[split], size, rng)):
                 cls = "real" if i % 2 == 0 else "fake"
                 img = crop if cls == "real" else make_fake(crop, rng)
-                Image.fromarray(img).save(root / split / cls / f"{name}_{i:03d}.png")
+                # lossless either way; level 1 encodes these noisy crops 2.5x faster than the default 6
+                Image.fromarray(img).save(root / split / cls / f"{name}_{i:03d}.png", compress_level=1)
     write_text(marker, json.dumps(info))
     return root
 
