@@ -1,5 +1,6 @@
 import dataclasses
 
+import pytest
 import torch
 
 from transferlab.config import load_config
@@ -132,3 +133,44 @@ def test_two_writers_at_once_compute_each_image_once(tiny_folder, tmp_path):
     assert sorted([a.computed, b.computed]) == [0, len(samples)]  # the second waited for the lock, then read
     assert torch.allclose(a.feats, b.feats, atol=1e-6)
     assert FeatureCache(tmp_path, key).next_row == len(samples)
+
+
+def test_training_from_features_on_disk_equals_training_from_memory(tiny_folder, tmp_path, monkeypatch):
+    """``--image-cache-mb 0``: the features stay on disk and the head reads them batch by batch;
+    the run must be the same run as with everything in memory."""
+    from transferlab.config import load_config
+    from transferlab.training.features import StoredFeatureDataset
+    from transferlab.training.trainer import train
+
+    reads, real = [], StoredFeatureDataset.__getitem__
+    monkeypatch.setattr(StoredFeatureDataset, "__getitem__", lambda self, k: reads.append(k) or real(self, k))
+    results, reads_per_run = {}, {}
+    for budget in (2048, 0):
+        cfg = {
+            "data": str(tiny_folder),
+            "out": str(tmp_path / f"run{budget}"),
+            "cache_dir": str(tmp_path / f"cache{budget}"),
+            "model": "efficientnet_lite0",
+            "mode": "features",
+            "recipe": "classic",
+            "head": "sgd",
+            "image_size": 64,
+            "epochs": 3,
+            "batch_size": 4,
+            "num_workers": 0,
+            "progress": False,
+            "augment": "light",
+            "feature_views": 1,
+            "image_cache_mb": budget,
+        }
+        results[budget] = train(load_config(None, cfg))
+        reads_per_run[budget] = len(reads)
+    assert reads_per_run[2048] == 0 and reads_per_run[0] > 0  # from memory, then from disk
+    memory, disk = results[2048], results[0]
+    assert [h["val_loss"] for h in disk.summary["history"]] == pytest.approx(
+        [h["val_loss"] for h in memory.summary["history"]], abs=1e-5
+    )
+    a = torch.load(memory.run_dir / "best.pt", weights_only=False)["model"]
+    b = torch.load(disk.run_dir / "best.pt", weights_only=False)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
