@@ -289,15 +289,13 @@ def extract_features(
         shape = (1 + views, model.feature_dim)
         on_disk = cache is not None and not dist
         if on_disk:  # written straight into the cache, row by row, as the backbone produces them
-            first = cache.reserve(len(todo), shape) if todo else 0
-            done = {j: first + j for j in range(len(todo))}
+            first = cache.reserve(len(todo), shape) if todo else 0  # computed item j -> row first + j
 
             def sink(v: int, js: list[int], f: torch.Tensor) -> None:
                 for j, row in zip(js, f):
                     cache.write(first + j, v, row)
         else:
             buffer = torch.empty(len(todo), *shape)
-            done = {}
 
             def sink(v: int, js: list[int], f: torch.Tensor) -> None:
                 buffer[js, v] = f
@@ -309,10 +307,10 @@ def extract_features(
         if on_disk:
             for j, i in enumerate(todo):
                 if j not in bad:
-                    cache.index[digests[i]] = done[j]
+                    cache.index[digests[i]] = first + j
             if todo:
                 cache.save()
-            rows = [hits[i] if i in hits else done[slot[i]] for i in kept]
+            rows = [hits[i] if i in hits else first + slot[i] for i in kept]
             store_bytes = len(rows) * shape[0] * shape[1] * 4
             if memory_mb is None or store_bytes <= memory_mb * 2**20:
                 feats, store = cache.read(rows) if rows else torch.zeros(0, *shape), None
