@@ -55,9 +55,6 @@ def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str
     # Frozen stage features at the backbone's own size. Twice the size (--image-size 448) was measured
     # too (BENCHMARKS.md, "Detection recipes"): +2 ROC-AUC points on face swaps, but -4 on ciplab,
     # a 7.7-point accuracy loss there under JPEG 75 (none at 224), and 3-4x the time.
-    if detect and any(k in changes for k in ("features", "head", "image_size")):
-        notes.append(
-            "detect recipe: "
-            + ", ".join(f"{k} {changes[k]}" for k in ("features", "head", "image_size") if k in changes)
-        )
+    if detect and any(k in changes for k in ("features", "head")):
+        notes.append("detect recipe: " + ", ".join(f"{k} {changes[k]}" for k in ("features", "head") if k in changes))
     return dataclasses.replace(cfg, **changes).validate(), notes
