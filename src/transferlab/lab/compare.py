@@ -168,15 +168,14 @@ def compare(
         started = time.perf_counter()
         name = f"{model}_{mode}"
         run = out / name
-        reused = (run / "summary.json").is_file()
-        if reused:
+        if (run / "summary.json").is_file():  # a finished run is reused: it must be this pair's
             saved = yaml.safe_load((run / "config.yaml").read_text())
             if (saved["model"], saved["mode"]) != (model, mode):
                 raise ConfigError(
                     f"{run} holds a {saved['model']}/{saved['mode']} run, not {model}/{mode}; choose another --out"
                 )
         settings = {**overrides, "data": str(out / "split.csv"), "model": model, "mode": mode}
-        train_once(run, settings, f"[{i}/{len(pairs)}] {model}/{mode}")
+        reused = train_once(run, settings, f"[{i}/{len(pairs)}] {model}/{mode}") == "reused"
         if (
             not (run / "eval.json").is_file()
             or (run / "eval.json").stat().st_mtime < (run / "summary.json").stat().st_mtime
