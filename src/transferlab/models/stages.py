@@ -108,11 +108,7 @@ class Standardize(nn.Module):
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> Standardize:
         """Fit on training features ``x (N, D)``; a constant feature keeps scale 1."""
-        x = x.double()
-        scale = x.std(0, unbiased=False)
-        self.mean.copy_(x.mean(0).float())
-        self.scale.copy_(torch.where(scale > 1e-8, scale, torch.ones_like(scale)).float())
-        return self
+        return self.fit_chunks([x])
 
     @torch.no_grad()
     def fit_chunks(self, chunks: Iterable[torch.Tensor]) -> Standardize:
