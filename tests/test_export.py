@@ -160,3 +160,22 @@ def test_a_model_the_dynamo_exporter_cannot_take_goes_through_the_older_exporter
     with torch.inference_mode():
         assert np.abs(got - module(x)[0].numpy()).max() < 1e-5
     assert used == [True, False]
+
+
+def test_onnx_export_computes_in_place_activations_out_of_place_and_restores_them(tmp_path, monkeypatch):
+    """torch.export sees no in-place activation (it decomposes each one, slowly); the user's module
+    gets its flags back, and a module that had no such flag gets none."""
+    seen = []
+    real = torch.onnx.export
+
+    def export(module, *args, **kwargs):
+        seen.append([m.inplace for m in module.modules() if hasattr(m, "inplace")])
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(inplace=True), torch.nn.ReLU6(inplace=False))
+    model = torch.nn.Sequential(body, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    export_model(Deployable(model, [0.5] * 3, [0.25] * 3), "onnx", tmp_path / "m.onnx", 16)
+    assert seen == [[False, False]]
+    assert [m.inplace for m in model.modules() if hasattr(m, "inplace")] == [True, False]
+    assert not hasattr(model[1], "inplace")

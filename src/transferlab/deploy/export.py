@@ -10,6 +10,7 @@ Ultralytics #5016 and timm #2463).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -77,17 +78,17 @@ def export_model(module: nn.Module, fmt: str, path: Path, size: int, views: int 
 
 def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     """ONNX (opset 18, dynamic batch) by torch's dynamo exporter; a model it cannot take goes
-    through the older TorchScript-based exporter. The dynamo exporter is slow (lite0: 15 s, mostly
-    decompositions, on two cores; the old one takes 1 s) but its graph is worth it: 161 nodes
+    through the older TorchScript-based exporter. The dynamo exporter is slow (lite0: 8.5 s on one
+    thread, 12.4 s with its in-place activations left in place; the old one takes 1 s) but its
+    graph is worth it: 161 nodes
     against 827 for lite0 with stage features, 15-30% faster in onnxruntime, and int8
     quantisation keeps more predictions (measured: BENCHMARKS.md, "Exports")."""
-    import contextlib
     import io
     import warnings
 
     names = {"input_names": ["image"], "output_names": ["probs", "logits"], "opset_version": 18}
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every step
+        with contextlib.redirect_stdout(io.StringIO()), _out_of_place(module):  # the exporter narrates every step
             torch.onnx.export(
                 module,
                 (example,),
@@ -106,6 +107,21 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
         batch = {0: "batch"}
         axes = {"image": batch, "probs": batch, "logits": batch}
         torch.onnx.export(module, (example,), str(path), dynamo=False, dynamic_axes=axes, **names)
+
+
+@contextlib.contextmanager
+def _out_of_place(module: nn.Module):
+    """Activations with ``inplace=True`` computed out of place for the duration (restored after).
+    Same numbers; torch.export decomposes every in-place op into a functional one, which took a
+    third of lite0's export time."""
+    switched = [m for m in module.modules() if getattr(m, "inplace", None) is True]
+    for m in switched:
+        m.inplace = False
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.inplace = True
 
 
 def _contract(fmt: str, path: Path, ckpt: dict, temperature: float, extra: dict) -> dict:
