@@ -74,3 +74,21 @@ def test_a_missing_class_is_refused():
     feats, _ = _data()
     with pytest.raises(ValueError, match="class index"):
         fit_logistic(_model(), feats, torch.zeros(60, dtype=torch.long))
+
+
+def test_a_norm_fitted_from_chunks_is_kept_and_gives_the_same_head():
+    """The trainer fits the stage-feature standardisation while the features stream in and tells
+    the head not to fit it again: same head as one fit on all rows; a kept norm is not refitted."""
+    feats, labels = _data()
+    once, streamed = _model(), _model()
+    fit_logistic(once, feats, labels, seed=0)
+    streamed.feature_norm.fit_chunks(feats.reshape(-1, 20).split(7))
+    mean = streamed.feature_norm.mean.clone()
+    fit_logistic(streamed, feats, labels, seed=0, fit_norm=False)
+    assert torch.equal(streamed.feature_norm.mean, mean)
+    torch.testing.assert_close(streamed.feature_norm.mean, once.feature_norm.mean)
+    torch.testing.assert_close(streamed.head.weight, once.head.weight, rtol=1e-4, atol=1e-5)
+    stale = _model()
+    stale.feature_norm.mean.fill_(5.0)  # a norm from somewhere else, not these rows
+    fit_logistic(stale, feats, labels, seed=0, fit_norm=False)
+    assert (stale.feature_norm.mean == 5.0).all()  # kept, as asked

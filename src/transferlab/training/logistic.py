@@ -56,10 +56,13 @@ def fit_logistic(
     seed: int = 0,
     grid: tuple[float, ...] = C_GRID,
     balanced: bool = False,
+    fit_norm: bool = True,
 ) -> LogisticFit:
     """Fit ``model.feature_norm`` and the linear head on ``feats (N, V, D)`` (V views per image)
     with ``labels (N,)``; ``balanced`` weighs each class by its inverse frequency (imbalanced
-    data). Returns the :class:`LogisticFit` summary; the model is changed in place."""
+    data). ``fit_norm=False`` keeps a ``feature_norm`` already fitted on these rows (the trainer
+    fits it while the features stream in). Returns the :class:`LogisticFit` summary; the model is
+    changed in place."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from threadpoolctl import threadpool_limits
 
@@ -67,7 +70,8 @@ def fit_logistic(
     n, v, d = feats.shape
     num_classes = model.linear_layer().out_features
     x = feats.reshape(n * v, d)
-    model.feature_norm.fit(x)
+    if fit_norm:
+        model.feature_norm.fit(x)
     z = model.feature_norm(x).double().numpy()
     y = labels.repeat_interleave(v).numpy()
     groups = np.repeat(np.arange(n), v)

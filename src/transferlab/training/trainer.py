@@ -309,6 +309,7 @@ class _Data:
     train_features: FeatureSet | None = None
     val_positions: list[int] | None = None  # feature rows -> positions in the validation split
     notes: list[str] = dataclasses.field(default_factory=list)
+    norm_fitted: bool = False  # the model's feature_norm was fitted on these training features
 
 
 def _image_data(index: DataIndex, pre: Preprocess, cfg: TrainConfig, device: torch.device, model) -> _Data:
@@ -357,7 +358,8 @@ def _feature_data(
     va = extract_features(
         model, index.splits["val"], pre, cfg, 0, device, FeatureCache(root, cache_key(model, cfg, pre, 0)), budget
     )
-    if model.features == "stages" and len(tr):  # thousands of features on different scales
+    fit_norm = model.features == "stages" and len(tr) > 0  # thousands of features on different scales
+    if fit_norm:
         model.feature_norm.fit_chunks(tr.chunks())
     note = (
         f"features mode: backbone ran on {tr.computed + va.computed} images "
@@ -375,6 +377,7 @@ def _feature_data(
         tr,
         va.positions,
         [note],
+        norm_fitted=fit_norm,
     )
 
 
@@ -386,7 +389,12 @@ def _fit_logistic_head(
 
     t0 = time.perf_counter()
     found = fit_logistic(
-        model, data.train_features.tensor(), data.train_features.labels, cfg.seed, balanced=_balanced(cfg)
+        model,
+        data.train_features.tensor(),
+        data.train_features.labels,
+        cfg.seed,
+        balanced=_balanced(cfg),
+        fit_norm=not data.norm_fitted,  # stage features: fitted from their chunks already
     )
     val = gather_outputs(evaluate(data.model, data.val, device, False, cfg.amp))
     record = {
@@ -441,7 +449,12 @@ def _linear_probe(model: TransferModel, index: DataIndex, pre: Preprocess, cfg: 
         from .logistic import fit_logistic
 
         found = fit_logistic(
-            model, data.train_features.tensor(), data.train_features.labels, cfg.seed, balanced=_balanced(cfg)
+            model,
+            data.train_features.tensor(),
+            data.train_features.labels,
+            cfg.seed,
+            balanced=_balanced(cfg),
+            fit_norm=not data.norm_fitted,
         )
         val = gather_outputs(evaluate(data.model, data.val, device, False, cfg.amp))
         apply_mode(model, cfg)
