@@ -146,3 +146,22 @@ def test_missing_pretrained_weights_fail_before_anything_trains(tmp_path, monkey
     with pytest.raises(WeightsUnavailable, match="resnet18"):
         compare(tmp_path, tmp_path / "out", models=["resnet18"])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("state", ["finished", "interrupted"])
+def test_a_folder_holding_another_pair_is_refused_finished_or_not(state, tmp_path, monkeypatch):
+    """The run folder of a grid row that holds another backbone/mode is neither reused nor resumed."""
+    run = tmp_path / "scratch_cnn_scratch"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: resnet18\nmode: features\n")
+    (run / ("summary.json" if state == "finished" else "last.pt")).write_text("{}")
+    monkeypatch.setattr(compare_mod, "train", lambda *a, **k: pytest.fail("trained into another pair's folder"))
+    settings = {"model": "scratch_cnn", "mode": "scratch", "data": "x"}
+    with pytest.raises(ConfigError, match="holds a resnet18/features run, not scratch_cnn/scratch"):
+        compare_mod.train_once(run, settings, "row")
+    (run / "config.yaml").write_text("model: scratch_cnn\nmode: scratch\n")  # its own pair: reused or resumed
+    if state == "finished":
+        assert compare_mod.train_once(run, settings, "row") == "reused"
+    else:
+        monkeypatch.setattr(compare_mod, "train", lambda *a, **k: None)
+        assert compare_mod.train_once(run, settings, "row") == "resumed"

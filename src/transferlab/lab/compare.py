@@ -95,7 +95,14 @@ def _log(msg: str) -> None:
 
 def train_once(run: Path, settings: dict, label: str) -> str:
     """Train the run folder ``run`` with ``settings`` unless it finished earlier (reused) or was
-    interrupted (continued from its ``last.pt``). Returns ``reused``, ``resumed`` or ``trained``."""
+    interrupted (continued from its ``last.pt``). Returns ``reused``, ``resumed`` or ``trained``.
+    A folder that holds another backbone or mode (its ``config.yaml``) is refused, finished or not."""
+    saved = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else None
+    if isinstance(saved, dict) and (saved.get("model"), saved.get("mode")) != (settings["model"], settings["mode"]):
+        raise ConfigError(
+            f"{run} holds a {saved.get('model')}/{saved.get('mode')} run, not {settings['model']}/{settings['mode']}; "
+            "choose another --out"
+        )
     if (run / "summary.json").is_file():
         _log(f"{label}: finished earlier, reused ({run})")
         return "reused"
@@ -168,12 +175,6 @@ def compare(
         started = time.perf_counter()
         name = f"{model}_{mode}"
         run = out / name
-        if (run / "summary.json").is_file():  # a finished run is reused: it must be this pair's
-            saved = yaml.safe_load((run / "config.yaml").read_text())
-            if (saved["model"], saved["mode"]) != (model, mode):
-                raise ConfigError(
-                    f"{run} holds a {saved['model']}/{saved['mode']} run, not {model}/{mode}; choose another --out"
-                )
         settings = {**overrides, "data": str(out / "split.csv"), "model": model, "mode": mode}
         reused = train_once(run, settings, f"[{i}/{len(pairs)}] {model}/{mode}") == "reused"
         if (
