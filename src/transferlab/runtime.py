@@ -10,8 +10,10 @@ forward pass went to the kernel (77 -> ~200 img/s at batch 16 with :func:`tune_m
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["resolve_device", "set_threads", "tune_malloc", "configure", "cpu_count"]
 
@@ -22,6 +24,8 @@ def cpu_count() -> int:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    import torch  # here, not at the top: tune_malloc and cpu_count need no torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
@@ -36,6 +40,8 @@ def set_threads() -> int:
     outright), and keep freed activation buffers in the heap (see :func:`tune_malloc`)."""
     n = int(os.environ.get("TRANSFERLAB_THREADS", "0") or 0)
     n = n if n > 0 else max(1, cpu_count() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    import torch
+
     torch.set_num_threads(n)
     tune_malloc()
     return n
