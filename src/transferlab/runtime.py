@@ -38,10 +38,10 @@ def set_threads() -> int:
     """Use every core this process may run on for intra-op parallelism (shared out among the
     processes ``torchrun`` started on this machine; ``TRANSFERLAB_THREADS`` sets the number
     outright), and keep freed activation buffers in the heap (see :func:`tune_malloc`)."""
-    n = int(os.environ.get("TRANSFERLAB_THREADS", "0") or 0)
-    n = n if n > 0 else max(1, cpu_count() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     import torch
 
+    n = int(os.environ.get("TRANSFERLAB_THREADS", "0") or 0)
+    n = n if n > 0 else max(1, cpu_count() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     torch.set_num_threads(n)
     tune_malloc()
     return n

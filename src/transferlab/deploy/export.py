@@ -80,9 +80,8 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     """ONNX (opset 18, dynamic batch) by torch's dynamo exporter; a model it cannot take goes
     through the older TorchScript-based exporter. The dynamo exporter is slow (lite0: 8.5 s on one
     thread, 12.4 s with its in-place activations left in place; the old one takes 1 s) but its
-    graph is worth it: 161 nodes
-    against 827 for lite0 with stage features, 15-30% faster in onnxruntime, and int8
-    quantisation keeps more predictions (measured: BENCHMARKS.md, "Exports")."""
+    graph is worth it: 161 nodes against 827 for lite0 with stage features, 15-30% faster in
+    onnxruntime, and int8 quantisation keeps more predictions (measured: BENCHMARKS.md, "Exports")."""
     import io
     import warnings
 
