@@ -26,6 +26,7 @@ from ..models.registry import get_spec
 from ..modes import MODES
 from ..reports.html import data_table, figure, machine_table, page, table
 from ..reports.plots import plot_compare_curves, plot_confusions
+from ..rundir import RunFolder
 from ..runtime import resolve_device
 from ..training.trainer import train
 
@@ -97,17 +98,19 @@ def train_once(run: Path, settings: dict, label: str) -> str:
     """Train the run folder ``run`` with ``settings`` unless it finished earlier (reused) or was
     interrupted (continued from its ``last.pt``). Returns ``reused``, ``resumed`` or ``trained``.
     A folder that holds another backbone or mode (its ``config.yaml``) is refused, finished or not."""
-    saved = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else None
-    if isinstance(saved, dict) and (saved.get("model"), saved.get("mode")) != (settings["model"], settings["mode"]):
-        raise ConfigError(
-            f"{run} holds a {saved.get('model')}/{saved.get('mode')} run, not {settings['model']}/{settings['mode']}; "
-            "choose another --out"
-        )
-    if (run / "summary.json").is_file():
+    folder = RunFolder(run)
+    if folder.is_run():
+        saved = folder.read_config()
+        if (saved.model, saved.mode) != (settings["model"], settings["mode"]):
+            raise ConfigError(
+                f"{run} holds a {saved.model}/{saved.mode} run, not {settings['model']}/{settings['mode']}; "
+                "choose another --out"
+            )
+    if folder.finished():
         _log(f"{label}: finished earlier, reused ({run})")
         return "reused"
-    if (run / "last.pt").is_file():
-        _log(f"{label}: interrupted earlier, resuming from {run / 'last.pt'}")
+    if folder.last.is_file():
+        _log(f"{label}: interrupted earlier, resuming from {folder.last}")
         train(resume=run)
         return "resumed"
     _log(f"{label}: training")
