@@ -385,17 +385,8 @@ def _fit_logistic_head(
     model: TransferModel, data: _Data, cfg: TrainConfig, device, writer: _RunWriter, notes: list[str]
 ) -> FitState:
     """The logistic head in one step (:func:`transferlab.training.logistic.fit_logistic`), recorded as epoch 1."""
-    from .logistic import fit_logistic
-
     t0 = time.perf_counter()
-    found = fit_logistic(
-        model,
-        data.train_features.tensor(),
-        data.train_features.labels,
-        cfg.seed,
-        balanced=_balanced(cfg),
-        fit_norm=not data.norm_fitted,  # stage features: fitted from their chunks already
-    )
+    found = _cached_logistic_fit(model, data, cfg)
     val = gather_outputs(evaluate(data.model, data.val, device, False, cfg.amp))
     record = {
         "epoch": 1,
@@ -425,6 +416,17 @@ def _fit_logistic_head(
     return state
 
 
+def _cached_logistic_fit(model: TransferModel, data: _Data, cfg: TrainConfig):
+    """:func:`transferlab.training.logistic.fit_logistic` on the cached training features (the
+    standardisation is kept where the trainer fitted it from the streamed chunks already)."""
+    from .logistic import fit_logistic
+
+    feats = data.train_features
+    return fit_logistic(
+        model, feats.tensor(), feats.labels, cfg.seed, balanced=_balanced(cfg), fit_norm=not data.norm_fitted
+    )
+
+
 def _balanced(cfg: TrainConfig) -> bool:
     """Whether the loss (or the logistic head) weighs the classes equally."""
     return cfg.class_weights == "auto" or cfg.sampler == "balanced"
@@ -446,16 +448,7 @@ def _linear_probe(model: TransferModel, index: DataIndex, pre: Preprocess, cfg: 
     data = _feature_data(model, index, pre, lp, device)
     tail = f"then fine-tuning everything at lr {cfg.default_lr():g} (body x {cfg.backbone_lr_mult:g})"
     if cfg.head == "logistic":
-        from .logistic import fit_logistic
-
-        found = fit_logistic(
-            model,
-            data.train_features.tensor(),
-            data.train_features.labels,
-            cfg.seed,
-            balanced=_balanced(cfg),
-            fit_norm=not data.norm_fitted,
-        )
+        found = _cached_logistic_fit(model, data, cfg)
         val = gather_outputs(evaluate(data.model, data.val, device, False, cfg.amp))
         apply_mode(model, cfg)
         return (
