@@ -55,6 +55,7 @@ def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str
     # Frozen stage features at the backbone's own size. Twice the size (--image-size 448) was measured
     # too (BENCHMARKS.md, "Detection recipes"): +2 ROC-AUC points on face swaps, but -4 on ciplab,
     # a 7.7-point accuracy loss there under JPEG 75 (none at 224), and 3-4x the time.
-    if detect and any(k in changes for k in ("features", "head")):
-        notes.append("detect recipe: " + ", ".join(f"{k} {changes[k]}" for k in ("features", "head") if k in changes))
+    shown = [f"{k} {changes[k]}" for k in ("features", "head") if k in changes]
+    if detect and shown:
+        notes.append("detect recipe: " + ", ".join(shown))
     return dataclasses.replace(cfg, **changes).validate(), notes
