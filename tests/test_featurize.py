@@ -138,7 +138,6 @@ def test_two_writers_at_once_compute_each_image_once(tiny_folder, tmp_path):
 def test_training_from_features_on_disk_equals_training_from_memory(tiny_folder, tmp_path, monkeypatch):
     """``--image-cache-mb 0``: the features stay on disk and the head reads them batch by batch;
     the run must be the same run as with everything in memory."""
-    from transferlab.config import load_config
     from transferlab.training.features import StoredFeatureDataset
     from transferlab.training.trainer import train
 
