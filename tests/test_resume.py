@@ -27,8 +27,12 @@ ARGS = cli_flags(epochs=4, augment="light")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
+def _argv(data: Path, out: Path) -> list[str]:
+    return ["train", str(data), "--out", str(out), *ARGS]
+
+
 def _train(data: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "transferlab", "train", str(data), "--out", str(out), *ARGS]
+    return [sys.executable, "-m", "transferlab", *_argv(data, out)]
 
 
 def _finish(cmd: list[str]) -> None:
@@ -85,7 +89,7 @@ def reference(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("resume")
     data = make_folder(tmp / "data", n=16)
-    assert main(_train(data, tmp / "ref")[3:]) == 0
+    assert main(_argv(data, tmp / "ref")) == 0
     return data, _result(tmp / "ref")
 
 
