@@ -33,6 +33,7 @@ from ..data.index import Sample, file_digest
 from ..data.loading import cache_or_stream, choose_sampler, collate_skipping, make_loader
 from ..data.preprocess import Preprocess
 from ..data.transforms import AugmentSpec, eval_transform, train_transform
+from ..models.fold import fold_batchnorm
 from ..models.transfer import TransferModel
 
 __all__ = [
@@ -211,6 +212,18 @@ def cache_key(model: TransferModel, cfg: TrainConfig, pre: Preprocess, views: in
 Sink = Callable[[int, list[int], torch.Tensor], None]  # (view, sample positions, features (B, D))
 
 
+@contextlib.contextmanager
+def _folded(model: TransferModel, size: int) -> Iterator[None]:
+    """``model`` with a copy of its body whose batch norms are folded into their convolutions
+    (:func:`~transferlab.models.fold.fold_batchnorm`); the body is given back afterwards."""
+    body = model.body
+    model.body = fold_batchnorm(body, size)
+    try:
+        yield
+    finally:
+        model.body = body
+
+
 @torch.inference_mode()
 def _forward_views(
     model: TransferModel,
@@ -300,7 +313,10 @@ def extract_features(
             def sink(v: int, js: list[int], f: torch.Tensor) -> None:
                 buffer[js, v] = f
 
-        skipped = _forward_views(model, [samples[i] for i in todo], pre, cfg, views, device, sink) if todo else []
+        skipped = []
+        if todo:
+            with _folded(model.eval(), min(pre.input_size, 160)):
+                skipped = _forward_views(model, [samples[i] for i in todo], pre, cfg, views, device, sink)
         bad = {j for j, _ in skipped}
         slot = {i: j for j, i in enumerate(todo)}  # sample position -> position among the computed
         kept = [i for i in range(len(samples)) if i in hits or slot[i] not in bad]

@@ -1,0 +1,76 @@
+"""Batch norm folded into convolutions: same features, fewer modules, and refused where unsafe."""
+
+import pytest
+import torch
+from torch import nn
+
+from transferlab.models.fold import fold_batchnorm
+from transferlab.models.registry import get_spec, names
+from transferlab.models.transfer import create_model
+
+
+def _randomise_batchnorms(net: nn.Module) -> None:
+    """Statistics and affine parameters far from the identity, as trained ones are."""
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g))
+            m.running_var.copy_(torch.rand(n, generator=g) * 3 + 0.1)
+            m.weight.data.copy_(torch.randn(n, generator=g))
+            m.bias.data.copy_(torch.randn(n, generator=g))
+
+
+def _batchnorms(net: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+
+
+@pytest.mark.parametrize("name", names())
+def test_folded_body_gives_the_same_features_for_every_backbone(name):
+    torch.manual_seed(0)
+    model = create_model(name, 2, pretrained=False, features="stages").eval()
+    _randomise_batchnorms(model.body)
+    before = _batchnorms(model.body)
+    size = max(get_spec(name).min_size, 96)
+    folded = fold_batchnorm(model.body, size)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        want, got = model.body(x), folded(x)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    assert _batchnorms(model.body) == before  # the model itself is untouched
+    if name in ("efficientnet_lite0", "resnet18", "vgg11_bn", "inception_v3"):  # conv -> bn everywhere
+        assert before > 0 and _batchnorms(folded) == 0
+
+
+def test_feature_extraction_folds_a_copy_and_gives_the_body_back():
+    from transferlab.training.features import _folded
+
+    model = create_model("efficientnet_lite0", 2, pretrained=False, features="stages").eval()
+    body = model.body
+    with _folded(model, 64):
+        assert model.body is not body and _batchnorms(model.body) == 0
+    assert model.body is body and _batchnorms(body) == 49
+
+
+class _ConvUsedTwice(nn.Module):
+    """The convolution's output feeds the batch norm and the residual sum: folding would change the sum."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+def test_an_unsafe_fold_is_refused_and_a_training_body_is_left_alone():
+    net = _ConvUsedTwice()
+    _randomise_batchnorms(net)
+    assert fold_batchnorm(net.eval(), 16) is net  # the check on a test input catches it
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    _randomise_batchnorms(plain)
+    assert fold_batchnorm(plain.train(), 16) is plain
+    folded = fold_batchnorm(plain.eval(), 16)
+    assert folded is not plain and isinstance(folded[1], nn.Identity)
