@@ -27,6 +27,13 @@ if "TRANSFERLAB_CACHE" not in os.environ:  # feature caches of the tests stay ou
     os.environ["TRANSFERLAB_CACHE"] = tempfile.mkdtemp(prefix="transferlab-test-cache-")  # xdist workers inherit it
     atexit.register(shutil.rmtree, os.environ["TRANSFERLAB_CACHE"], True)
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow single-process trainings go first, one to each worker under ``pytest -n``, so
+    that the suite does not end with one worker busy on one of them and the other idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
+
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HYMENOPTERA = SHARED / "hymenoptera_data"
 FACES = SHARED / "faces" / "ciplab_real_and_fake_face"

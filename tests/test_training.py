@@ -153,6 +153,7 @@ def test_image_size_below_minimum_is_refused(tiny_folder, tmp_path, fast_overrid
 
 
 @pytest.mark.data
+@pytest.mark.slow
 def test_hymenoptera_features_mode_reaches_target(tmp_path):
     if not HYMENOPTERA.exists():
         pytest.skip(f"{HYMENOPTERA} missing")
