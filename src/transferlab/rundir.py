@@ -133,8 +133,13 @@ class RunFolder:
             raise RunFolderError(
                 f"'{self.path}' is not a run folder (no config.yaml); give the data and --out to start a run"
             )
-        saved = yaml.safe_load(self.config.read_text(encoding="utf-8", errors="surrogateescape")) or {}
-        return load_config(None, overrides or {}, base=TrainConfig(**saved))
+        return load_config(None, overrides or {}, base=TrainConfig(**self.read_settings()))
+
+    def read_settings(self) -> dict:
+        """The saved config as written, unchecked (for display); empty when there is none."""
+        if not self.config.is_file():
+            return {}
+        return yaml.safe_load(self.config.read_text(encoding="utf-8", errors="surrogateescape")) or {}
 
     def write_split(self, index) -> None:
         from .data.index import write_manifest
@@ -170,3 +175,9 @@ class RunFolder:
 
     def read_eval(self) -> dict | None:
         return json.loads(self.eval.read_text()) if self.eval.is_file() else None
+
+    def evaluated(self, out: str | Path | None = None) -> bool:
+        """Whether an evaluation of this run (``eval.json`` in ``out``, default this folder) was
+        written after the training finished, so it is of the model the folder holds now."""
+        ev = RunFolder(out).eval if out is not None else self.eval
+        return ev.is_file() and self.summary.is_file() and ev.stat().st_mtime >= self.summary.stat().st_mtime

@@ -29,6 +29,7 @@ from .. import __version__
 from ..data.images import ImageReadError, ImageTooLarge, decode_bytes, shrink
 from ..predict.contract import ContractError, is_exported_model, read_contract
 from ..predict.runtimes import load_exported
+from ..rundir import RunFolder
 
 __all__ = ["create_app", "run_server", "ALLOWED_FORMATS"]
 
@@ -79,8 +80,7 @@ class _Model:
 
 
 def _run_card(run: Path) -> dict:
-    s = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    ev = json.loads((run / "eval.json").read_text()) if (run / "eval.json").is_file() else None
+    s, ev = RunFolder(run).read_summary(), RunFolder(run).read_eval()
     card = {
         "backbone": s.get("backbone"),
         "mode": s.get("mode"),

@@ -23,6 +23,7 @@ from ..predict.predictor import Predictor
 from ..reports.grids import sample_grid, thumbnails
 from ..reports.html import run_report
 from ..reports.plots import plot_confusion, plot_prediction_grid, plot_robustness, plot_roc
+from ..rundir import RunFolder
 
 __all__ = ["evaluate_run", "select_eval_split", "parse_class_map", "robustness"]
 
@@ -160,13 +161,13 @@ def evaluate_run(
         plot_robustness(report["robustness"], out / "robustness.png", title=f"{split}: robustness to perturbations")
     if explain:
         report["explained"] = _explain_grid(out / "gradcam.png", pred, kept, labels, probs, explain)
-    write_text((out / "eval.json"), json.dumps(report, indent=2))
+    RunFolder(out).write_json(RunFolder(out).eval, report)
     write_text((out / "report.md"), render_markdown(report))
     if (run_dir / "tracking.json").is_file() or (run_dir / "tensorboard").is_dir():
         from ..training.tracking import log_evaluation
 
-        log_evaluation(run_dir, report, out / "eval.json")
-    if out.resolve() == run_dir.resolve() and (run_dir / "summary.json").is_file():
+        log_evaluation(run_dir, report, RunFolder(out).eval)
+    if out.resolve() == run_dir.resolve() and RunFolder(run_dir).finished():
         run_report(run_dir)  # report.html now includes this evaluation
     return report
 

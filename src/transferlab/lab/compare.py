@@ -14,10 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .. import distributed
-from ..config import DEFAULT_MODEL, ConfigError, load_config
+from ..config import DEFAULT_MODEL, ConfigError, config_to_dict, load_config
 from ..data.index import SPLITS, DataIndex, load_index, printable, read_manifest, write_manifest
 from ..data.split import SplitSpec, split_folder
 from ..evaluation.scoring import evaluate_run
@@ -180,10 +178,7 @@ def compare(
         run = out / name
         settings = {**overrides, "data": str(out / "split.csv"), "model": model, "mode": mode}
         reused = train_once(run, settings, f"[{i}/{len(pairs)}] {model}/{mode}") == "reused"
-        if (
-            not (run / "eval.json").is_file()
-            or (run / "eval.json").stat().st_mtime < (run / "summary.json").stat().st_mtime
-        ):
+        if not RunFolder(run).evaluated():
             distributed.on_main(evaluate_run, run, explain=0)
         rows.append(_row(name, run, reused))
         if not reused:
@@ -209,8 +204,7 @@ def compare(
 
 
 def _row(name: str, run: Path, reused: bool) -> RunRow:
-    s = json.loads((run / "summary.json").read_text())
-    ev = json.loads((run / "eval.json").read_text())
+    s, ev = RunFolder(run).read_summary(), RunFolder(run).read_eval()
     b = ev.get("binary") or {}
     return RunRow(
         name,
@@ -284,8 +278,8 @@ def render_table(rows: Sequence[RunRow]) -> str:
 def write_reports(out: Path, result: dict) -> None:
     """``report.md`` and the self-contained ``report.html`` of a comparison."""
     rows = [RunRow(**r) for r in result["runs"]]
-    summaries = {r.name: json.loads((out / r.name / "summary.json").read_text()) for r in rows}
-    evals = {r.name: json.loads((out / r.name / "eval.json").read_text()) for r in rows}
+    summaries = {r.name: RunFolder(out / r.name).read_summary() for r in rows}
+    evals = {r.name: RunFolder(out / r.name).read_eval() for r in rows}
     classes = result["classes"]
     plot_compare_curves({n: s["history"] for n, s in summaries.items()}, out / "curves.png")
     plot_confusions(
@@ -371,12 +365,11 @@ def write_reports(out: Path, result: dict) -> None:
 
 def _settings(out: Path, rows: Sequence[RunRow]) -> list[tuple[str, str]]:
     """Resolved settings: one value when every run shares it, else ``run: value`` for each run."""
-    cfgs = {r.name: yaml.safe_load((out / r.name / "config.yaml").read_text()) for r in rows}
+    configs = {r.name: RunFolder(out / r.name).read_config() for r in rows}
+    # lr None means "chosen by mode": show the value the run used
+    cfgs = {n: {**config_to_dict(c), "lr": c.default_lr() if c.lr is None else c.lr} for n, c in configs.items()}
     keys = [k for k in next(iter(cfgs.values())) if k not in ("out", "extra")]
     res = []
-    for c in cfgs.values():  # lr None means "chosen by mode": show the value the run used
-        if c.get("lr") is None:
-            c["lr"] = load_config(None, {k: v for k, v in c.items() if k not in ("extra",)}).default_lr()
     for k in keys:
         vals = {n: c.get(k) for n, c in cfgs.items()}
         uniq = {json.dumps(v) for v in vals.values()}

@@ -24,6 +24,7 @@ from ..evaluation.scoring import evaluate_run
 from ..files import write_text
 from ..reports.html import figure, page, table
 from ..reports.plots import plot_matrix
+from ..rundir import RunFolder
 from .compare import prepare_split, train_once
 
 __all__ = ["crosseval", "CrossCell"]
@@ -118,10 +119,9 @@ def crosseval(
         train_once(run, {**overrides, "data": str(splits[name])}, f"[{i}/{len(names)}] {name}")
         for test in names:
             target = run if test == name else run / f"eval_{test}"
-            ev_path = target / "eval.json"
-            if not ev_path.is_file() or ev_path.stat().st_mtime < (run / "summary.json").stat().st_mtime:
+            if not RunFolder(run).evaluated(target):
                 evaluate_run(run, None if test == name else splits[test], target, explain=0)
-            cells.append(_cell(name, test, json.loads(ev_path.read_text())))
+            cells.append(_cell(name, test, RunFolder(target).read_eval()))
     result = {
         "data": [str(d) for d in data],
         "names": names,

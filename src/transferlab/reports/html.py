@@ -14,9 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..files import write_text
+from ..rundir import RunFolder
 
 __all__ = ["page", "figure", "table", "fmt", "run_report", "settings_table", "data_table", "machine_table"]
 
@@ -111,9 +110,9 @@ def _skipped(skipped: Sequence[dict]) -> str:
 def run_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html`` from the run's summary (and evaluation, when there is one)."""
     run_dir = Path(run_dir)
-    s = json.loads((run_dir / "summary.json").read_text())
-    ev = json.loads((run_dir / "eval.json").read_text()) if (run_dir / "eval.json").is_file() else None
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    folder = RunFolder(run_dir)
+    s, ev = folder.read_summary(), folder.read_eval()
+    cfg = folder.read_settings()
     cal = s.get("calibration") or {}
     key = [
         ("backbone", s["backbone"]),
