@@ -25,7 +25,11 @@ def test_export_round_trip_matches_eager_for_every_backbone(name, fmt, tmp_path)
     spec = get_spec(name)
     size = max(spec.min_size, 64)
     module = Deployable(create_model(name, 2, pretrained=False).eval(), spec.mean, spec.std, temperature=1.7).eval()
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     path = export_model(module, fmt, tmp_path / f"m.{fmt}", size)
+    assert [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)] == norms  # folded in a copy
+    if fmt == "torchscript" and name in ("efficientnet_lite0", "resnet18", "inception_v3", "vgg11_bn"):
+        assert "batch_norm" not in str(torch.jit.load(str(path)).inlined_graph)  # folded into the convolutions
     x = torch.rand(3, 3, size, size)  # a batch size other than the example's 2: the batch axis is dynamic
     with torch.inference_mode():
         ref_p, ref_l = (t.numpy() for t in module(x))
