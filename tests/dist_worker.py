@@ -1,4 +1,5 @@
-"""One rank of the 2-process tests in test_distributed.py: ``python dist_worker.py SCENARIO OUT ARGS``
+"""One rank of the 2-process test in test_distributed.py: ``python dist_worker.py OUT STEPS CONFIG.json``
+takes ``STEPS`` SGD steps (:func:`sgd_steps`), then trains with the settings in CONFIG.json (:func:`train_run`),
 with RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set by the test (loopback, a free port).
 
 Every file a rank other than 0 opens for writing, renames, removes or creates is recorded by an
@@ -78,8 +79,6 @@ def train_run(out: Path, config: str) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    scenario, folder = sys.argv[1], Path(sys.argv[2])
-    if scenario == "sgd":
-        sgd_steps(folder, int(sys.argv[3]))
-    else:
-        train_run(folder, sys.argv[3])
+    folder = Path(sys.argv[1])
+    sgd_steps(folder, int(sys.argv[2]))
+    train_run(folder, sys.argv[3])  # in the same process group: one torch import per rank for both

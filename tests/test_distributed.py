@@ -105,9 +105,17 @@ def test_helpers_are_no_ops_in_one_process():
     assert distributed.wrap(model, torch.device("cpu")) is model
 
 
-def test_two_ranks_take_the_same_sgd_steps_as_one_process_with_the_doubled_batch(tmp_path):
-    steps = 3
-    _two_ranks("sgd", str(tmp_path), str(steps))
+def test_one_two_process_launch_takes_the_sgd_steps_then_trains_like_one_process(tmp_path):
+    """One launch (a torch import per rank saved) runs both scenarios in one process group."""
+    data = make_folder(tmp_path / "data", n=9)
+    (tmp_path / "cfg2.json").write_text(json.dumps(_features_config(data, tmp_path / "run2", tmp_path / "cache2")))
+    _two_ranks(str(tmp_path), "3", str(tmp_path / "cfg2.json"))
+    _check_sgd_steps(tmp_path, 3)
+    _check_features_run(tmp_path, data)
+
+
+def _check_sgd_steps(tmp_path: Path, steps: int) -> None:
+    """The two ranks took the same SGD steps as one process with the doubled batch."""
     r0, r1 = (torch.load(tmp_path / f"sgd_rank{r}.pt") for r in range(2))
     for k in r0["params"]:  # DDP kept both ranks identical
         assert torch.equal(r0["params"][k], r1["params"][k]), k
@@ -156,14 +164,11 @@ def _cached_rows(index_file: Path) -> dict[str, torch.Tensor]:
     return {digest: rows[r] for digest, r in index["rows"].items()}
 
 
-def test_two_rank_features_run_equals_the_one_process_run_and_only_rank_0_writes(tmp_path):
+def _check_features_run(tmp_path: Path, data: Path) -> None:
+    """The 2-rank features run equals the one-process run, and only rank 0 wrote anything."""
     from transferlab.config import load_config
     from transferlab.training.trainer import train
 
-    data = make_folder(tmp_path / "data", n=9)
-    cfg2 = _features_config(data, tmp_path / "run2", tmp_path / "cache2")
-    (tmp_path / "cfg2.json").write_text(json.dumps(cfg2))
-    _two_ranks("train", str(tmp_path), str(tmp_path / "cfg2.json"))
     rank0, rank1 = (json.loads((tmp_path / f"writes_rank{r}.json").read_text()) for r in range(2))
     assert rank1["writes"] == []  # rank 1 opened nothing for writing in the run folder or the cache
     assert rank0["acc"] == rank1["acc"]
@@ -175,7 +180,7 @@ def test_two_rank_features_run_equals_the_one_process_run_and_only_rank_0_writes
         ea, eb = _cached_rows(a), _cached_rows(b)
         assert ea.keys() == eb.keys() and len(ea) > 0  # gathered from both ranks: every image once
         for key in ea:
-            torch.testing.assert_close(ea[key], eb[key], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(ea[key], eb[key], rtol=1e-4, atol=1e-4)  # ranks: 1 thread; here: any
     s1 = json.loads((tmp_path / "run1" / "summary.json").read_text())
     s2 = json.loads((tmp_path / "run2" / "summary.json").read_text())
     n_val = sum(1 for line in (tmp_path / "run2" / "split.csv").read_text().splitlines() if line.endswith(",val"))
