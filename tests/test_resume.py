@@ -114,7 +114,7 @@ POINTS = [
     ("epoch   2/4", 0.0),
     ("epoch   3/4", 0.02),
     ("epoch   4/4", 0.0),
-    ("epoch   4/4", 0.25),  # while the run finishes: calibration, summary, figures (about 0.5 s)
+    ("epoch   4/4", 0.1),  # while the run finishes: calibration, summary, figures (0.5-0.7 s here)
 ]
 
 
