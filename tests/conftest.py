@@ -29,8 +29,8 @@ if "TRANSFERLAB_CACHE" not in os.environ:  # feature caches of the tests stay ou
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow single-process trainings go first, one to each worker under ``pytest -n``, so
-    that the suite does not end with one worker busy on one of them and the other idle."""
+    """The slow single-process trainings go first, so that under ``pytest -n`` the suite does not
+    end with one worker busy on one of them and the other idle."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
 
 

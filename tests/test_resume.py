@@ -42,8 +42,9 @@ def _cli(argv: list[str], log: str) -> None:
     sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)
     from transferlab.cli import main
 
-    sys.stdout.flush()
-    os._exit(main(argv))
+    code = main(argv)
+    sys.stdout.flush()  # os._exit skips the interpreter's own flush
+    os._exit(code)
 
 
 def _start(argv: list[str], log: Path):
