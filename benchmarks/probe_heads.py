@@ -21,11 +21,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import RESULTS, save
-from probe_residual import features
+from probe_residual import probe_model, split_features
 
 Cs = [1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1]
 
@@ -58,23 +57,9 @@ def load(ds: str) -> dict[str, np.ndarray]:
     cache = RESULTS / "probe_heads" / f"{ds}.npz"
     if cache.is_file():
         return dict(np.load(cache))
-    from transferlab.data.index import read_manifest
-    from transferlab.metrics import guess_positive
-    from transferlab.models.registry import get_spec
-    from transferlab.models.transfer import create_model
-    from transferlab.runtime import set_threads
-
-    set_threads()
-    spec = get_spec("efficientnet_lite0")
-    model = create_model("efficientnet_lite0", 2, pretrained=True, features="stages").eval()
-    model.to(memory_format=torch.channels_last)
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (spec.mean, spec.std))
-    index = read_manifest(RESULTS / "detect" / ds / "split" / "split.csv")
-    pos = guess_positive(index.classes)
     out = {}
-    for split in ("train", "test"):
-        img, res, y = features(index.splits[split], model, spec.preprocess(224), mean, std)
-        out.update({f"{split}_image": img, f"{split}_residual": res, f"{split}_y": (y == pos).astype(int)})
+    for split, (img, res, y) in split_features(ds, probe_model()).items():
+        out.update({f"{split}_image": img, f"{split}_residual": res, f"{split}_y": y})
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out

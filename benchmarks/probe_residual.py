@@ -52,6 +52,35 @@ def features(samples, model, pre, mean, std) -> tuple[np.ndarray, np.ndarray, np
     return torch.cat(a).numpy(), torch.cat(b).numpy(), torch.cat(y).numpy()
 
 
+def probe_model():
+    """The frozen efficientnet_lite0 with stage features, its 224 px preprocessing, mean and std."""
+    from transferlab.models.registry import get_spec
+    from transferlab.models.transfer import create_model
+    from transferlab.runtime import set_threads
+
+    set_threads()
+    spec = get_spec("efficientnet_lite0")
+    model = create_model("efficientnet_lite0", 2, pretrained=True, features="stages").eval()
+    model.to(memory_format=torch.channels_last)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (spec.mean, spec.std))
+    return model, spec.preprocess(224), mean, std
+
+
+def split_features(ds: str, probe) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``{"train"|"test": (image features, residual features, labels 1 = the positive class)}`` on
+    bench_detect's split of ``ds``, with ``probe`` from :func:`probe_model`."""
+    from transferlab.data.index import read_manifest
+    from transferlab.metrics import guess_positive
+
+    index = read_manifest(RESULTS / "detect" / ds / "split" / "split.csv")
+    pos = guess_positive(index.classes)
+    out = {}
+    for split in ("train", "test"):
+        img, res, y = features(index.splits[split], *probe)
+        out[split] = (img, res, (y == pos).astype(int))
+    return out
+
+
 def auc(xtr, ytr, xte, yte) -> float:
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.metrics import roc_auc_score
@@ -69,26 +98,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="ciplab,dfdc,tpdne")
     a = ap.parse_args()
-    from transferlab.data.index import read_manifest
-    from transferlab.metrics import guess_positive
-    from transferlab.models.registry import get_spec
-    from transferlab.models.transfer import create_model
-    from transferlab.runtime import set_threads
-
-    set_threads()
-    spec = get_spec("efficientnet_lite0")
-    model = create_model("efficientnet_lite0", 2, pretrained=True, features="stages").eval()
-    model.to(memory_format=torch.channels_last)
-    pre = spec.preprocess(224)
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    probe = probe_model()
     out = {}
     for ds in a.data.split(","):
-        index = read_manifest(RESULTS / "detect" / ds / "split" / "split.csv")
-        pos = guess_positive(index.classes)
-        tr = features(index.splits["train"], model, pre, mean, std)
-        te = features(index.splits["test"], model, pre, mean, std)
-        ytr, yte = (tr[2] == pos).astype(int), (te[2] == pos).astype(int)
+        parts = split_features(ds, probe)
+        tr, te = parts["train"], parts["test"]
+        ytr, yte = tr[2], te[2]
         row = {
             "image": auc(tr[0], ytr, te[0], yte),
             "residual": auc(tr[1], ytr, te[1], yte),
