@@ -30,6 +30,7 @@ __all__ = [
     "RECIPES",
     "FEATURE_KINDS",
     "HEADS",
+    "INPUT_KINDS",
     "load_config",
     "config_to_dict",
     "save_config",
@@ -43,6 +44,7 @@ CROPS = ("resize", "native")
 RECIPES = ("auto", "classic", "detect")
 FEATURE_KINDS = ("auto", "last", "stages")
 HEADS = ("auto", "sgd", "logistic")
+INPUT_KINDS = ("image", "residual")
 CLASS_WEIGHTS = ("none", "auto")
 SAMPLERS = ("none", "balanced")
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -63,6 +65,7 @@ class TrainConfig:
     weights: str | None = None  # local state-dict file instead of the registry's weights
     recipe: str = "auto"  # auto (detect for two-class real/fake data, else classic) | classic | detect
     features: str = "auto"  # last (pooled last stage) | stages (mean and std of every stage) | auto (recipe)
+    input: str = "image"  # image | residual: the backbone sees the image's neighbouring-pixel residual (NPR)
     head: str = "auto"  # sgd (epochs of SGD/AdamW) | logistic (standardised, strength by CV; features/lpft) | auto
     epochs: int = 10  # passes over the training data (the logistic head needs one fit, not epochs)
     batch_size: int = 32  # images per optimisation step (evaluation uses twice this)
@@ -136,6 +139,7 @@ class TrainConfig:
         _choice("recipe", self.recipe, RECIPES)
         _choice("features", self.features, FEATURE_KINDS)
         _choice("head", self.head, HEADS)
+        _choice("input", self.input, INPUT_KINDS)
         _choice("class_weights", self.class_weights, CLASS_WEIGHTS)
         _choice("sampler", self.sampler, SAMPLERS)
         if self.crop_views < 1 or round(self.crop_views**0.5) ** 2 != self.crop_views:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from . import weights as W
+from .inputs import INPUTS, make_input
 from .registry import BackboneSpec, get_spec
 
 __all__ = ["TransferModel", "create_model", "FEATURES"]
@@ -50,18 +51,27 @@ class TransferModel(nn.Module):
     ``features="last"``: the body is the backbone with its classifier removed (pooled last
     stage). ``"stages"``: pooled statistics of every stage (:class:`~transferlab.models.stages.StageFeatures`).
     Inputs ``(B, K, 3, H, W)`` are K crop views of each image whose features are averaged.
+    ``input``: what the body looks at, the image or its neighbouring-pixel residual
+    (:mod:`~transferlab.models.inputs`); the residual is computed inside the model.
     With ``frozen_body`` the body runs without gradients and stays in eval mode, so its
     batch-norm statistics do not drift (feature-extraction mode).
     """
 
     def __init__(
-        self, spec: BackboneSpec, body: nn.Module, num_classes: int, dropout: float = 0.0, features: str = "last"
+        self,
+        spec: BackboneSpec,
+        body: nn.Module,
+        num_classes: int,
+        dropout: float = 0.0,
+        features: str = "last",
+        input: str = "image",
     ):
         super().__init__()
         from .stages import EnsembleBody, StageFeatures, Standardize
 
         self.backbone_name = spec.name
         self.features = features
+        self.input, self.input_layer = input, make_input(input, spec.mean, spec.std)
         self.cam_layer = spec.cam_layer  # for an ensemble: members.0.<first member's cam layer>
         if isinstance(body, EnsembleBody):
             self.aux_head = None
@@ -130,11 +140,11 @@ class TransferModel(nn.Module):
     def _body(self, x: torch.Tensor):
         if x.ndim == 5:  # (B, K, 3, H, W): K crop views per image, features averaged
             b, k = x.shape[:2]
-            flat = x.flatten(0, 1)
+            flat = self.input_layer(x.flatten(0, 1))
             if _channels_last(self.body):
                 flat = flat.contiguous(memory_format=torch.channels_last)
             return self.body(flat).reshape(b, k, -1).mean(1)
-        return self.body(x)
+        return self.body(self.input_layer(x))
 
     def forward_features(self, x: torch.Tensor):
         """(B,3,H,W) or (B,K,3,H,W) -> (B,D) body features (before standardisation); in training,
@@ -159,6 +169,7 @@ class TransferModel(nn.Module):
         """``(logits (B, C), activation map of the Grad-CAM layer (B, C', h, w))`` for ``x (B, 3, H, W)``,
         with autograd on whether or not the body is frozen, and without changing any module state
         (so concurrent callers cannot disturb each other)."""
+        x = self.input_layer(x)
         if self.features == "stages":  # the final stage map comes back with the features
             feats, act = self.body.forward_with_cam(x)
             return self.forward_head(feats), act
@@ -204,6 +215,7 @@ def create_model(
     dropout: float = 0.0,
     download_timeout: float = 20.0,
     features: str = "last",
+    input: str = "image",
 ) -> TransferModel:
     """Build backbone ``name`` with a new ``num_classes`` head.
 
@@ -211,10 +223,13 @@ def create_model(
     fix when they are not on this machine and cannot be fetched). ``weights_path``: load this
     local state dict instead. Neither: random init. ``features``: ``last`` (the pooled last
     stage) or ``stages`` (pooled statistics of every stage). ``name`` may join several
-    backbones with ``+`` (an ensemble: their features are concatenated).
+    backbones with ``+`` (an ensemble: their features are concatenated). ``input``: ``image``, or
+    ``residual`` (the body sees the image's neighbouring-pixel residual).
     """
     if features not in FEATURES:
         raise ValueError(f"features='{features}' is not one of {', '.join(FEATURES)}")
+    if input not in INPUTS:
+        raise ValueError(f"input='{input}' is not one of {', '.join(INPUTS)}")
     spec = get_spec(name)
     if "+" in name:
         from .stages import EnsembleBody
@@ -227,7 +242,7 @@ def create_model(
             create_model(m, num_classes, pretrained, None, 0.0, download_timeout, features).body
             for m in name.split("+")
         ]
-        return TransferModel(spec, EnsembleBody(members), num_classes, dropout, features)
+        return TransferModel(spec, EnsembleBody(members), num_classes, dropout, features, input)
     net = spec.build()
     if weights_path is not None:
         W.load_local(net, weights_path, name)
@@ -238,4 +253,4 @@ def create_model(
             spec.weights.load_into(net, name)
         finally:
             socket.setdefaulttimeout(old)
-    return TransferModel(spec, net, num_classes, dropout, features)
+    return TransferModel(spec, net, num_classes, dropout, features, input)

@@ -93,6 +93,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
         weights_path=cfg.weights,
         dropout=cfg.dropout,
         features=_features(cfg),
+        input=cfg.input,
     )
     return apply_mode(model, cfg)
 
@@ -639,6 +640,7 @@ def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
         "preprocess": pre.to_dict(),
         "calibration": calibration,
         "features": model.features,
+        "input": model.input,
         "head": cfg.head,
         "recipe": cfg.recipe,
         **writer.extra,
