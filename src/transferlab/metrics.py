@@ -15,6 +15,7 @@ __all__ = [
     "guess_positive",
     "looks_real_fake",
     "binary_scores",
+    "auc_interval",
     "equal_error_rate",
     "eer_threshold",
     "between",
@@ -81,8 +82,32 @@ def eer_threshold(labels: np.ndarray, probs: np.ndarray, positive: int) -> float
     return equal_error_rate(y, np.asarray(probs)[:, positive])[1]
 
 
+def auc_interval(
+    y: np.ndarray, score: np.ndarray, level: float = 0.95, resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile interval of ROC-AUC over a stratified bootstrap (each resample draws the
+    positives and the negatives with replacement, keeping their counts, so every resample has both
+    classes). ``y (N,)`` 0/1 with both present, ``score (N,)``. Deterministic for a ``seed``.
+    How far a test set's ROC-AUC could move on another draw of the same size: on 150 images
+    about +-0.08, which is more than most differences between two recipes."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    n1, n0 = len(pos), len(neg)
+    aucs = []
+    for start in range(0, resamples, 100):  # 100 resamples at a time: memory stays small for large N
+        b = min(100, resamples - start)
+        idx = np.concatenate([rng.choice(pos, (b, n1)), rng.choice(neg, (b, n0))], axis=1)
+        ranks = rankdata(score[idx], axis=1)  # ties share their mean rank, as in roc_auc_score
+        aucs.append((ranks[:, :n1].sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0))  # Mann-Whitney U / (n1 n0)
+    lo, hi = np.quantile(np.concatenate(aucs), [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def binary_scores(labels: np.ndarray, probs: np.ndarray, positive: int, threshold: float | None = None) -> dict:
-    """ROC-AUC, average precision, EER and (given ``threshold``) accuracy at that threshold."""
+    """ROC-AUC (with its 95% bootstrap interval, :func:`auc_interval`), average precision, EER and
+    (given ``threshold``) accuracy at that threshold."""
     y = (np.asarray(labels) == positive).astype(int)
     score = np.asarray(probs)[:, positive]
     out: dict = {"positive_class_index": positive}
@@ -97,6 +122,7 @@ def binary_scores(labels: np.ndarray, probs: np.ndarray, positive: int, threshol
         eer, eer_thr = equal_error_rate(y, score)
         out.update(
             roc_auc=float(skm.roc_auc_score(y, score)),
+            roc_auc_ci95=list(auc_interval(y, score)),
             average_precision=float(skm.average_precision_score(y, score)),
             eer=eer,
             eer_threshold=eer_thr,

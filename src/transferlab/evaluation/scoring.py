@@ -261,6 +261,11 @@ def _wrong_grid(
     plot_prediction_grid(items, path, title=title)
 
 
+def _interval(b: dict) -> str:
+    ci = b.get("roc_auc_ci95")  # eval.json files written before the interval existed have none
+    return f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+
+
 def render_markdown(r: dict) -> str:
     """A short human-readable report of an ``eval.json`` dict."""
     lines = [
@@ -272,7 +277,7 @@ def render_markdown(r: dict) -> str:
     b = r.get("binary")
     if b and b.get("roc_auc") is not None:
         lines += [
-            f"- positive class: {r['positive_class']}; ROC-AUC **{b['roc_auc']:.4f}**, "
+            f"- positive class: {r['positive_class']}; ROC-AUC **{b['roc_auc']:.4f}**{_interval(b)}, "
             f"average precision {b['average_precision']:.4f}, EER {b['eer']:.4f}"
         ]
         if "threshold" in b:

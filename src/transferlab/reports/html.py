@@ -194,6 +194,7 @@ def _eval_section(run_dir: Path, ev: dict) -> list[str]:
         key += [
             ("positive class", ev.get("positive_class")),
             ("ROC-AUC", b["roc_auc"]),
+            *([("ROC-AUC 95% interval", "{:.3f}-{:.3f}".format(*b["roc_auc_ci95"]))] if b.get("roc_auc_ci95") else []),
             ("average precision", b["average_precision"]),
             ("EER", b["eer"]),
         ]
