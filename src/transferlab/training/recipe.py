@@ -5,7 +5,7 @@ Two recipes, chosen by measurement (BENCHMARKS.md, "Detection recipes"):
 - ``classic``: the pooled last stage at the backbone's input size, a head trained by SGD/AdamW,
   light augmentation. Best for object categories (hymenoptera: 0.96 validation accuracy).
 - ``detect``: for real-vs-fake data. Mean and standard deviation of every stage of the frozen
-  backbone (``features: stages``) at twice the pretraining size in ``features`` mode, a
+  backbone (``features: stages``) at the pretraining size in ``features`` mode, a
   standardised logistic-regression head fitted in seconds on cached features, and the robust
   augmentation (blur, JPEG, noise) so the head does not lean on traces that one re-save destroys.
 
