@@ -8,7 +8,7 @@ and on hymenoptera.
 Each (data set, configuration) is one `transferlab train` on a fixed seeded split, then
 `transferlab evaluate RUN --perturb jpeg:75` on its test split. Finished runs in
 benchmarks/results/detect/ are reused, so an interrupted table resumes. Prints one markdown table per
-data set and writes benchmarks/results/detect.json.
+data set and writes benchmarks/results/detect.json (rows of other data sets and configurations kept).
 
 Splits: ciplab 500 + 500 train, 60 + 60 validation, the rest test, same_source_pairs.csv kept on
 one side (as bench_faces.py); tpdne and dfdc 70/15/15 per class (dfdc grouped by its pairs file);
@@ -56,6 +56,10 @@ CONFIGS = {
         "ensemble lite0+lite2 stages 448, logistic head",
         ["--recipe", "detect", "--model", "efficientnet_lite0+efficientnet_lite2", "--image-size", "448"],
     ),
+    "residual": (
+        "stages 224 of the neighbouring-pixel residual, no augmented views, logistic head",
+        ["--recipe", "detect", "--input", "residual", "--augment", "none"],
+    ),
     "lpft": (
         "lpft: stages 224, logistic probe, then 4 epochs fine-tuning",
         ["--recipe", "detect", "--mode", "lpft", "--epochs", "4"],
@@ -86,6 +90,11 @@ def split_for(work: Path, name: str) -> Path:
             *(["--groups", str(groups)] if groups.exists() else []),
         )
     return out / "split.csv"
+
+
+def ci(row: dict) -> str:
+    c = row.get("roc_auc_ci95")  # runs evaluated before the interval existed: --reeval adds it
+    return f" ({c[0]:.2f}-{c[1]:.2f})" if c else ""
 
 
 def main() -> None:
@@ -128,6 +137,7 @@ def main() -> None:
                     "n": ev["n"],
                     "test_acc": ev["accuracy"],
                     "roc_auc": ev["binary"]["roc_auc"],
+                    "roc_auc_ci95": ev["binary"].get("roc_auc_ci95"),
                     "ap": ev["binary"]["average_precision"],
                     "acc_thr": ev["binary"].get("accuracy_at_threshold"),
                     "perturb": p,
@@ -140,18 +150,21 @@ def main() -> None:
     for ds in a.data.split(","):
         print(f"\n### {ds}\n")
         print(
-            f"| configuration | train s | test acc | ROC-AUC | AP | acc at threshold | {a.perturb} acc | drop | "
-            f"{a.perturb} AUC |"
+            f"| configuration | train s | test acc | ROC-AUC (95% CI) | AP | acc at threshold | {a.perturb} acc | "
+            f"drop | {a.perturb} AUC |"
         )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             if r["data"] == ds:
                 print(
-                    f"| {r['config']} | {r['train_seconds']:.0f} | {r['test_acc']:.3f} | {r['roc_auc']:.3f} | "
+                    f"| {r['config']} | {r['train_seconds']:.0f} | {r['test_acc']:.3f} | {r['roc_auc']:.3f}{ci(r)} | "
                     f"{r['ap']:.3f} | {r['acc_thr']:.3f} | {r['perturb_acc']:.3f} | {r['perturb_drop']:+.3f} | "
                     f"{r['perturb_auc']:.3f} |"
                 )
-    save("detect", {"perturb": a.perturb, "rows": rows})
+    # rows of configurations and data sets not run this call stay as they were
+    done = {r["run"] for r in rows}
+    earlier = json.loads((RESULTS / "detect.json").read_text())["rows"] if (RESULTS / "detect.json").exists() else []
+    save("detect", {"perturb": a.perturb, "rows": [r for r in earlier if r["run"] not in done] + rows})
 
 
 if __name__ == "__main__":
