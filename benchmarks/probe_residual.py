@@ -36,7 +36,8 @@ def residual(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Te
 
 
 @torch.inference_mode()
-def features(samples, model, pre, mean, std) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def features(samples, model, pre, mean, std, residual_too: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image features, residual features (empty without ``residual_too``), labels) of ``samples``."""
     from transferlab.data.loading import make_loader
     from transferlab.data.transforms import eval_transform
 
@@ -47,9 +48,11 @@ def features(samples, model, pre, mean, std) -> tuple[np.ndarray, np.ndarray, np
             continue
         x = batch["image"].contiguous(memory_format=torch.channels_last)
         a.append(model.forward_features(x).float())
-        b.append(model.forward_features(residual(x, mean, std).contiguous(memory_format=torch.channels_last)).float())
+        if residual_too:
+            r = residual(x, mean, std).contiguous(memory_format=torch.channels_last)
+            b.append(model.forward_features(r).float())
         y.append(batch["label"])
-    return torch.cat(a).numpy(), torch.cat(b).numpy(), torch.cat(y).numpy()
+    return torch.cat(a).numpy(), torch.cat(b).numpy() if b else np.empty(0), torch.cat(y).numpy()
 
 
 def probe_model():
