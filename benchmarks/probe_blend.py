@@ -11,9 +11,13 @@ split (bench_detect's splits) for three training sets per data set:
 - ``plus_sbi``: the training split plus one self-blend of each training real, labelled fake;
 - ``sbi_only``: the training reals against their self-blends (no real fake seen at all).
 
-    .venv/bin/python benchmarks/probe_blend.py [--data ciplab,dfdc,tpdne]
+With ``--matched``, each real also comes re-saved at its blend's JPEG quality, as one more real, so
+that a second JPEG save is in both classes.
 
-A probe, not a feature of the tool. Writes benchmarks/results/probe_blend.json.
+    .venv/bin/python benchmarks/probe_blend.py [--data ciplab,dfdc,tpdne] [--matched]
+
+A probe, not a feature of the tool. Writes benchmarks/results/probe_blend.json
+(probe_blend_matched.json with ``--matched``).
 """
 
 from __future__ import annotations
@@ -53,8 +57,10 @@ def self_blend(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.composite(src, img, mask)
 
 
-def blends(samples, out: Path, seed: int):
-    """One JPEG self-blend per sample in ``out``; returns them as fake samples (label 1 here)."""
+def blends(samples, out: Path, seed: int, matched: bool = False):
+    """One JPEG self-blend per sample in ``out``, as fake samples (label 1 here). ``matched``: also
+    each real re-saved at its blend's JPEG quality, as real samples (label 0), so that a second
+    JPEG save is in both classes and only the blend tells them apart."""
     from transferlab.data.index import Sample
 
     rng = np.random.default_rng(seed)
@@ -62,9 +68,12 @@ def blends(samples, out: Path, seed: int):
     for k, s in enumerate(samples):
         with Image.open(s.path) as im:
             img = im.convert("RGB")
-        path = out / f"sbi_{k:05d}.jpg"
-        self_blend(img, rng).save(path, quality=int(rng.integers(75, 96)))
-        made.append(Sample(str(path), 1))
+        q = int(rng.integers(75, 96))
+        self_blend(img, rng).save(out / f"sbi_{k:05d}.jpg", quality=q)
+        made.append(Sample(str(out / f"sbi_{k:05d}.jpg"), 1))
+        if matched:
+            img.save(out / f"real_{k:05d}.jpg", quality=q)
+            made.append(Sample(str(out / f"real_{k:05d}.jpg"), 0))
     return made
 
 
@@ -74,6 +83,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="ciplab,dfdc,tpdne")
+    ap.add_argument("--matched", action="store_true", help="the reals re-saved like their blends, in both rows")
     a = ap.parse_args()
     probe = probe_model()
     sets = a.data.split(",")
@@ -88,15 +98,15 @@ def main() -> None:
                 feats[ds, split], labels[ds, split] = f, y
             reals = [s for s in index.splits["train"] if s.label != pos]
             (Path(tmp) / ds).mkdir()
-            f, _, y = features(blends(reals, Path(tmp) / ds, 0), *probe, residual_too=False)
+            f, _, y = features(blends(reals, Path(tmp) / ds, 0, a.matched), *probe, residual_too=False)
             feats[ds, "sbi"], labels[ds, "sbi"] = f, y
             print(f"{ds}: features of {len(labels[ds, 'train'])} + {len(y)} self-blends", flush=True)
     out = {}
     for ds in sets:
         xtr, ytr, xs, ys = feats[ds, "train"], labels[ds, "train"], feats[ds, "sbi"], labels[ds, "sbi"]
         real = ytr == 0
-        train_sets = {
-            "plain": (xtr, ytr),
+        train_sets = {} if a.matched else {"plain": (xtr, ytr)}  # plain: the same as without --matched
+        train_sets |= {
             "plus_sbi": (np.vstack([xtr, xs]), np.r_[ytr, ys]),
             "sbi_only": (np.vstack([xtr[real], xs]), np.r_[ytr[real], ys]),
         }
@@ -105,7 +115,7 @@ def main() -> None:
             row = {t: auc(x, y, feats[t, "test"], labels[t, "test"]) for t in sets}
             out[ds][name] = row
             print(f"trained on {ds:>7} {name:>8}: " + "  ".join(f"{t} {v:.3f}" for t, v in row.items()), flush=True)
-    print(f"wrote {save('probe_blend', out)}")
+    print(f"wrote {save('probe_blend_matched' if a.matched else 'probe_blend', out)}")
 
 
 if __name__ == "__main__":
