@@ -25,7 +25,10 @@ def test_matrix_of_every_run_on_every_test_split(tmp_path, fast_overrides):
     ev = json.loads((out / "a" / "run" / "eval_b" / "eval.json").read_text())
     assert ev["split"] == "test" and ev["data"].endswith("b/split.csv")
     assert (out / "report.html").stat().st_size > 5000 and (out / "matrix_roc_auc.png").is_file()
-    assert "| a |" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "| a |" in md
+    lo, hi = cells[("a", "b")]["roc_auc_ci95"]  # the interval from the cell's evaluation, shown with it
+    assert lo <= cells[("a", "b")]["roc_auc"] <= hi and f"{cells[('a', 'b')]['roc_auc']:.4f} ({lo:.2f}-{hi:.2f})" in md
     mtime = (out / "a" / "run" / "best.pt").stat().st_mtime
     crosseval([a, b], out, overrides=fast_overrides)  # a rerun reuses every finished run
     assert (out / "a" / "run" / "best.pt").stat().st_mtime == mtime

@@ -49,6 +49,7 @@ class CrossCell:
     roc_auc: float | None
     average_precision: float | None
     accuracy_at_threshold: float | None
+    roc_auc_ci95: list[float] | None = None  # 95% bootstrap interval of roc_auc
 
 
 def _log(msg: str) -> None:
@@ -76,6 +77,7 @@ def _cell(train_name: str, test_name: str, ev: dict) -> CrossCell:
         b.get("roc_auc"),
         b.get("average_precision"),
         b.get("accuracy_at_threshold"),
+        b.get("roc_auc_ci95"),
     )
 
 
@@ -138,8 +140,20 @@ def crosseval(
 
 
 def _matrix(result: dict, key: str) -> list[list[float | None]]:
-    by = {(c["train"], c["test"]): c[key] for c in result["cells"]}
+    by = {(c["train"], c["test"]): c.get(key) for c in result["cells"]}
     return [[by.get((r, c)) for c in result["names"]] for r in result["names"]]
+
+
+def _shown(result: dict, key: str) -> list[list[str]]:
+    """The cells of one metric as text; ROC-AUC with its 95% interval where the evaluation has one."""
+    ci = _matrix(result, "roc_auc_ci95") if key == "roc_auc" else None
+    return [
+        [
+            "-" if v is None else f"{v:.4f}" + (f" ({ci[i][j][0]:.2f}-{ci[i][j][1]:.2f})" if ci and ci[i][j] else "")
+            for j, v in enumerate(row)
+        ]
+        for i, row in enumerate(_matrix(result, key))
+    ]
 
 
 def render_matrix(result: dict, key: str) -> str:
@@ -151,9 +165,8 @@ def render_matrix(result: dict, key: str) -> str:
         "| trained on \\ tested on | " + " | ".join(names) + " | mean of the others |",
         "|---" * (len(names) + 2) + "|",
     ]
-    for r, row in zip(names, m):
+    for r, row, cells in zip(names, m, _shown(result, key)):
         others = [v for c, v in zip(names, row) if c != r and v is not None]
-        cells = ["-" if v is None else f"{v:.4f}" for v in row]
         mean = f"{sum(others) / len(others):.4f}" if others else "-"
         lines.append(f"| {r} | " + " | ".join(cells) + f" | {mean} |")
     return "\n".join(lines)
@@ -174,21 +187,22 @@ def write_reports(out: Path, result: dict) -> None:
         f"# Cross-source evaluation: {', '.join(names)}",
         "",
         f"{len(names)} runs, {len(result['cells'])} evaluations, {result['seconds']:.0f} s this call; "
-        f"settings: {settings}. Each cell scores the test split of the column's data set.",
+        f"settings: {settings}. Each cell scores the test split of the column's data set. ROC-AUC comes "
+        "with its 95% bootstrap interval: a cell whose interval holds 0.5 is not told apart from chance.",
         "",
     ]
     body = [
         "<p>Rows: the data set a run was trained on; columns: the data set whose test split it was scored on. "
         "The diagonal is the in-source score; the rest is how the detector does on fakes from sources it never "
-        "saw.</p>",
+        "saw. ROC-AUC comes with its 95% bootstrap interval: a cell whose interval holds 0.5 is not told apart "
+        "from chance.</p>",
         figure(out / "matrix_roc_auc.png", "ROC-AUC matrix"),
     ]
     for key, title in _METRICS:
         md += [f"## {title}", "", render_matrix(result, key), ""]
-        m = _matrix(result, key)
         body += [
             f"<h2>{title}</h2>",
-            table(["trained on \\ tested on", *names], [[r, *row] for r, row in zip(names, m)]),
+            table(["trained on \\ tested on", *names], [[r, *row] for r, row in zip(names, _shown(result, key))]),
         ]
     md += ["![matrix](matrix_roc_auc.png)", "", "Runs: " + ", ".join(f"[{n}]({n}/run/report.html)" for n in names)]
     body.append("<p>Run reports: " + ", ".join(f'<a href="{n}/run/report.html">{n}</a>' for n in names) + ".</p>")
