@@ -12,12 +12,13 @@ split (bench_detect's splits) for three training sets per data set:
 - ``sbi_only``: the training reals against their self-blends (no real fake seen at all).
 
 With ``--matched``, each real also comes re-saved at its blend's JPEG quality, as one more real, so
-that a second JPEG save is in both classes.
+that a second JPEG save is in both classes. With ``--sharp``, the blended copy is shifted by whole
+pixels and never resampled, so the blend does not soften the face.
 
-    .venv/bin/python benchmarks/probe_blend.py [--data ciplab,dfdc,tpdne] [--matched]
+    .venv/bin/python benchmarks/probe_blend.py [--data ciplab,dfdc,tpdne] [--matched] [--sharp]
 
 A probe, not a feature of the tool. Writes benchmarks/results/probe_blend.json
-(probe_blend_matched.json with ``--matched``).
+(probe_blend_matched.json, probe_blend_sharp.json, probe_blend_matched_sharp.json with the flags).
 """
 
 from __future__ import annotations
@@ -35,18 +36,22 @@ from _results import RESULTS, save
 from probe_residual import auc, features, probe_model
 
 
-def self_blend(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+def self_blend(img: Image.Image, rng: np.random.Generator, sharp: bool = False) -> Image.Image:
     """``img`` with a colour-shifted, shifted/scaled, resampled copy of itself blended into a soft
-    ellipse around the centre (where a face crop's face is)."""
+    ellipse around the centre (where a face crop's face is). ``sharp``: the copy is only shifted
+    by whole pixels, never resampled, so the blend does not soften the face."""
     w, h = img.size
     src = img
     for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
         src = enhance(src).enhance(rng.uniform(0.9, 1.1))
-    s = rng.uniform(0.96, 1.04)
+    s = 1.0 if sharp else rng.uniform(0.96, 1.04)
     dx, dy = rng.uniform(-0.02, 0.02, 2) * (w, h)
+    if sharp:
+        dx, dy = round(dx), round(dy)
     cx, cy = w / 2, h / 2  # scale about the centre, then shift
-    src = src.transform((w, h), Image.AFFINE, (1 / s, 0, cx - cx / s - dx, 0, 1 / s, cy - cy / s - dy), Image.BILINEAR)
-    if rng.random() < 0.5:  # a resampled copy, as a blended-in face usually is
+    resample = Image.NEAREST if sharp else Image.BILINEAR
+    src = src.transform((w, h), Image.AFFINE, (1 / s, 0, cx - cx / s - dx, 0, 1 / s, cy - cy / s - dy), resample)
+    if not sharp and rng.random() < 0.5:  # a resampled copy, as a blended-in face usually is
         f = rng.uniform(0.5, 0.9)
         src = src.resize((max(8, int(w * f)), max(8, int(h * f))), Image.BILINEAR).resize((w, h), Image.BILINEAR)
     ex, ey = w * (0.5 + rng.uniform(-0.06, 0.06)), h * (0.5 + rng.uniform(-0.04, 0.08))
@@ -57,7 +62,7 @@ def self_blend(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.composite(src, img, mask)
 
 
-def blends(samples, out: Path, seed: int, matched: bool = False):
+def blends(samples, out: Path, seed: int, matched: bool = False, sharp: bool = False):
     """One JPEG self-blend per sample in ``out``, as fake samples (label 1 here). ``matched``: also
     each real re-saved at its blend's JPEG quality, as real samples (label 0), so that a second
     JPEG save is in both classes and only the blend tells them apart."""
@@ -69,7 +74,7 @@ def blends(samples, out: Path, seed: int, matched: bool = False):
         with Image.open(s.path) as im:
             img = im.convert("RGB")
         q = int(rng.integers(75, 96))
-        self_blend(img, rng).save(out / f"sbi_{k:05d}.jpg", quality=q)
+        self_blend(img, rng, sharp).save(out / f"sbi_{k:05d}.jpg", quality=q)
         made.append(Sample(str(out / f"sbi_{k:05d}.jpg"), 1))
         if matched:
             img.save(out / f"real_{k:05d}.jpg", quality=q)
@@ -84,6 +89,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="ciplab,dfdc,tpdne")
     ap.add_argument("--matched", action="store_true", help="the reals re-saved like their blends, in both rows")
+    ap.add_argument("--sharp", action="store_true", help="blend a copy shifted by whole pixels, never resampled")
     a = ap.parse_args()
     probe = probe_model()
     sets = a.data.split(",")
@@ -98,14 +104,14 @@ def main() -> None:
                 feats[ds, split], labels[ds, split] = f, y
             reals = [s for s in index.splits["train"] if s.label != pos]
             (Path(tmp) / ds).mkdir()
-            f, _, y = features(blends(reals, Path(tmp) / ds, 0, a.matched), *probe, residual_too=False)
+            f, _, y = features(blends(reals, Path(tmp) / ds, 0, a.matched, a.sharp), *probe, residual_too=False)
             feats[ds, "sbi"], labels[ds, "sbi"] = f, y
             print(f"{ds}: features of {len(labels[ds, 'train'])} + {len(y)} self-blends", flush=True)
     out = {}
     for ds in sets:
         xtr, ytr, xs, ys = feats[ds, "train"], labels[ds, "train"], feats[ds, "sbi"], labels[ds, "sbi"]
         real = ytr == 0
-        train_sets = {} if a.matched else {"plain": (xtr, ytr)}  # plain: the same as without --matched
+        train_sets = {} if a.matched or a.sharp else {"plain": (xtr, ytr)}  # the same in every variant
         train_sets |= {
             "plus_sbi": (np.vstack([xtr, xs]), np.r_[ytr, ys]),
             "sbi_only": (np.vstack([xtr[real], xs]), np.r_[ytr[real], ys]),
@@ -115,7 +121,8 @@ def main() -> None:
             row = {t: auc(x, y, feats[t, "test"], labels[t, "test"]) for t in sets}
             out[ds][name] = row
             print(f"trained on {ds:>7} {name:>8}: " + "  ".join(f"{t} {v:.3f}" for t, v in row.items()), flush=True)
-    print(f"wrote {save('probe_blend_matched' if a.matched else 'probe_blend', out)}")
+    name = "probe_blend" + ("_matched" if a.matched else "") + ("_sharp" if a.sharp else "")
+    print(f"wrote {save(name, out)}")
 
 
 if __name__ == "__main__":
