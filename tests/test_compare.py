@@ -6,7 +6,7 @@ import re
 import pytest
 
 import transferlab.lab.compare as compare_mod
-from transferlab.config import ConfigError
+from transferlab.config import ConfigError, TrainConfig
 from transferlab.lab.compare import compare, grid
 
 FAST = {"image_size": 32, "epochs": 1, "batch_size": 4, "num_workers": 0, "progress": False, "augment": "none"}
@@ -165,3 +165,16 @@ def test_a_folder_holding_another_pair_is_refused_finished_or_not(state, tmp_pat
     else:
         monkeypatch.setattr(compare_mod, "train", lambda *a, **k: None)
         assert compare_mod.train_once(run, settings, "row") == "resumed"
+
+
+def test_settings_that_leave_model_and_mode_at_their_defaults_are_checked_against_the_defaults(tmp_path, monkeypatch):
+    """crosseval passes only the flags a user gave: a rerun with none must reuse its finished runs."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text("{}")
+    monkeypatch.setattr(compare_mod, "train", lambda *a, **k: pytest.fail("trained a finished run again"))
+    (run / "config.yaml").write_text(f"model: {TrainConfig.model}\nmode: {TrainConfig.mode}\n")
+    assert compare_mod.train_once(run, {"data": "x"}, "row") == "reused"
+    (run / "config.yaml").write_text("model: resnet18\nmode: finetune\n")
+    with pytest.raises(ConfigError, match=f"holds a resnet18/finetune run, not {TrainConfig.model}/{TrainConfig.mode}"):
+        compare_mod.train_once(run, {"data": "x"}, "row")

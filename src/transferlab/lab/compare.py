@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import distributed
-from ..config import DEFAULT_MODEL, ConfigError, config_to_dict, load_config
+from ..config import DEFAULT_MODEL, ConfigError, TrainConfig, config_to_dict, load_config
 from ..data.index import SPLITS, DataIndex, load_index, printable, read_manifest, write_manifest
 from ..data.split import SplitSpec, split_folder
 from ..evaluation.scoring import evaluate_run
@@ -97,13 +97,12 @@ def train_once(run: Path, settings: dict, label: str) -> str:
     interrupted (continued from its ``last.pt``). Returns ``reused``, ``resumed`` or ``trained``.
     A folder that holds another backbone or mode (its ``config.yaml``) is refused, finished or not."""
     folder = RunFolder(run)
+    # settings leave out what stays at its default (crosseval passes only the flags a user gave)
+    model, mode = settings.get("model", TrainConfig.model), settings.get("mode", TrainConfig.mode)
     if folder.is_run():
         saved = folder.read_config()
-        if (saved.model, saved.mode) != (settings["model"], settings["mode"]):
-            raise ConfigError(
-                f"{run} holds a {saved.model}/{saved.mode} run, not {settings['model']}/{settings['mode']}; "
-                "choose another --out"
-            )
+        if (saved.model, saved.mode) != (model, mode):
+            raise ConfigError(f"{run} holds a {saved.model}/{saved.mode} run, not {model}/{mode}; choose another --out")
     if folder.finished():
         _log(f"{label}: finished earlier, reused ({run})")
         return "reused"
