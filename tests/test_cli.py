@@ -198,3 +198,17 @@ def test_predict_explain_and_evaluate_perturb(tiny_folder, tmp_path, capsys):
     assert "jpeg:50" in out and "blur:1" in out
     assert main(["evaluate", str(run), "--perturb", "jpeg:500"]) == 2  # a bad --perturb stops with a message
     assert "out of range" in capsys.readouterr().err
+
+
+def test_a_stray_key_error_is_reported_as_a_bug_not_as_bad_input(monkeypatch, capsys, tmp_path):
+    import transferlab.cli as cli
+
+    monkeypatch.setattr(cli, "_cmd_models", lambda args: {}["model"])  # a bug: a lookup that misses
+    assert cli.main(["models"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected KeyError: model" in err and "bug in transferlab" in err
+    # an unknown backbone or mode is the user's to fix: one line, exit 2
+    assert cli.main(["train", str(tmp_path), "--out", str(tmp_path / "r"), "--model", "resnet19"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: unknown backbone 'resnet19' (did you mean 'resnet18'?); `transferlab models` lists them"
+    )

@@ -475,6 +475,8 @@ _USER_ERRORS = {
     "files": "OutputError",
     "data.images": "ImageReadError",
     "distributed": "LaunchError",
+    "models.registry": "UnknownBackbone",
+    "modes": "UnknownMode",
 }
 
 
@@ -530,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        if isinstance(e, (*_user_errors(), KeyError)):  # KeyError: an unknown backbone name
+        if isinstance(e, _user_errors()):
             print(f"error: {_one_line(e)}", file=sys.stderr)
             return 2
         if os.environ.get("TRANSFERLAB_DEBUG"):

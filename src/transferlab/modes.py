@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Mode", "MODES", "get_mode", "names"]
+__all__ = ["Mode", "MODES", "get_mode", "names", "UnknownMode"]
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,17 @@ def names() -> tuple[str, ...]:
     return tuple(MODES)
 
 
+class UnknownMode(KeyError):
+    """A mode name the table does not hold; the message lists the modes."""
+
+
 def get_mode(name: str) -> Mode:
-    """The :class:`Mode` called ``name``; an unknown name raises ``KeyError`` with the choices."""
+    """The :class:`Mode` called ``name``; an unknown name raises :class:`UnknownMode` (a
+    ``KeyError``) with the choices."""
     if name not in MODES:
         import difflib
 
         hint = difflib.get_close_matches(name, list(MODES), n=1)
-        raise KeyError(f"unknown mode '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+        raise UnknownMode(f"unknown mode '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
                        + f"; modes: {', '.join(MODES)}")  # fmt: skip
     return MODES[name]

@@ -16,7 +16,15 @@ from torch import nn
 from ..data.preprocess import Preprocess
 from . import weights as W
 
-__all__ = ["BackboneSpec", "register", "get_spec", "names", "WeightsUnavailable", "weights_status"]
+__all__ = [
+    "BackboneSpec",
+    "register",
+    "get_spec",
+    "names",
+    "UnknownBackbone",
+    "WeightsUnavailable",
+    "weights_status",
+]
 
 WeightsUnavailable = W.WeightsUnavailable
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -74,6 +82,10 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+class UnknownBackbone(KeyError):
+    """A backbone name (or ``+`` ensemble) the registry cannot build; the message says the fix."""
+
+
 def get_spec(name: str) -> BackboneSpec:
     """The registry entry of ``name``; ``a+b`` (an ensemble) gets a spec made from its members'."""
     if "+" in name:
@@ -83,22 +95,22 @@ def get_spec(name: str) -> BackboneSpec:
 
         hint = difflib.get_close_matches(name, names(), n=1)
         extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-        raise KeyError(f"unknown backbone '{name}'{extra}; `transferlab models` lists them")
+        raise UnknownBackbone(f"unknown backbone '{name}'{extra}; `transferlab models` lists them")
     return _REGISTRY[name]
 
 
 def _ensemble_spec(name: str) -> BackboneSpec:
     members = [get_spec(m) for m in name.split("+")]
     if len(members) < 2 or len({m.name for m in members}) < len(members):
-        raise KeyError(f"ensemble '{name}' needs two or more different backbones joined by '+'")
+        raise UnknownBackbone(f"ensemble '{name}' needs two or more different backbones joined by '+'")
     first = members[0]
     if any(m.aux_head for m in members):
-        raise KeyError(
+        raise UnknownBackbone(
             f"ensemble '{name}': {', '.join(m.name for m in members if m.aux_head)} has an auxiliary "
             "classifier and cannot join an ensemble"
         )
     if any((m.mean, m.std) != (first.mean, first.std) for m in members):
-        raise KeyError(
+        raise UnknownBackbone(
             f"ensemble '{name}': its members normalise their inputs differently "
             f"({', '.join(f'{m.name} mean {m.mean}' for m in members)}); join backbones that share mean/std"
         )
