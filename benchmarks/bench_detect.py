@@ -72,11 +72,12 @@ def sh(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "transferlab", *args], check=True)
 
 
-def split_for(work: Path, name: str) -> Path:
+def split_for(work: Path, name: str, seed: int = 0) -> Path:
+    """The manifest of data set ``name``'s split with ``seed`` (made once, under ``work``)."""
     src, flags = DATA[name]
     if flags is None:
         return src
-    out = work / name / "split"
+    out = work / name / ("split" if seed == 0 else f"split_seed{seed}")
     if not (out / "split.csv").exists():
         groups = src / "same_source_pairs.csv"
         sh(
@@ -85,7 +86,7 @@ def split_for(work: Path, name: str) -> Path:
             "--out",
             str(out),
             "--seed",
-            "0",
+            str(seed),
             *flags,
             *(["--groups", str(groups)] if groups.exists() else []),
         )

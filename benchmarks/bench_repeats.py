@@ -1,0 +1,73 @@
+"""Detection recipes over repeated splits: how much of a difference between two recipes is the
+split. A test split of 150-220 images gives ROC-AUC a 95% interval about +-0.08 wide, so one split
+cannot show a difference of a few points; several seeded splits, each with both recipes, can.
+
+    .venv/bin/python benchmarks/bench_repeats.py [--data dfdc,ciplab] [--seeds 0,1,2,3,4]
+        [--configs stages_224__logistic_head,classic]
+
+For each seed K: bench_detect's split of each data set made with `--seed K` (seed 0 is
+bench_detect's own split, and its runs are reused), then `transferlab train SPLIT --seed K` per
+configuration (bench_detect's CONFIGS) and `transferlab evaluate RUN`. Prints per data set the
+test ROC-AUC per seed, the mean and standard deviation per configuration, and the paired
+difference of the first configuration minus each other one. Finished runs are reused. Writes
+benchmarks/results/repeats.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import RESULTS, save
+from bench_detect import CONFIGS, sh, split_for
+
+
+def run_dir(ds: str, seed: int, key: str) -> Path:
+    return RESULTS / "detect" / ds / key if seed == 0 else RESULTS / "repeats" / ds / f"seed{seed}" / key
+
+
+def roc_auc(ds: str, seed: int, key: str) -> float:
+    """Test ROC-AUC of configuration ``key`` on ``ds``'s split ``seed`` (trained and evaluated once)."""
+    run = run_dir(ds, seed, key)
+    split = split_for(RESULTS / ("detect" if seed == 0 else "repeats"), ds, seed)
+    if not (run / "summary.json").exists():
+        sh("train", str(split), "--out", str(run), "--no-progress", "--seed", str(seed), *CONFIGS[key][1])
+    if not (run / "eval.json").exists():
+        sh("evaluate", str(run), "--explain", "0")
+    return json.loads((run / "eval.json").read_text())["binary"]["roc_auc"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="dfdc,ciplab")
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--configs", default="stages_224__logistic_head,classic")
+    a = ap.parse_args()
+    seeds = [int(s) for s in a.seeds.split(",")]
+    keys = a.configs.split(",")
+    out = {}
+    for ds in a.data.split(","):
+        aucs = {k: [roc_auc(ds, s, k) for s in seeds] for k in keys}
+        first = keys[0]
+        diffs = {k: [x - y for x, y in zip(aucs[first], aucs[k])] for k in keys[1:]}
+        out[ds] = {"seeds": seeds, "roc_auc": aucs, "difference": diffs}
+        print(f"\n### {ds}: test ROC-AUC over {len(seeds)} seeded splits\n")
+        print("| configuration | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | sd |")
+        print("|---|" + "---:|" * (len(seeds) + 2))
+        for k, v in aucs.items():
+            sd = statistics.stdev(v) if len(v) > 1 else 0.0
+            cells = " | ".join(f"{x:.3f}" for x in v)
+            print(f"| {CONFIGS[k][0]} | {cells} | {statistics.mean(v):.3f} | {sd:.3f} |")
+        for k, d in diffs.items():
+            sd = statistics.stdev(d) if len(d) > 1 else 0.0
+            above = sum(x > 0 for x in d)
+            print(f"\n{first} - {k}: mean {statistics.mean(d):+.3f}, sd {sd:.3f}, higher on {above} of {len(d)} splits")
+    print(f"\nwrote {save('repeats', out)}")
+
+
+if __name__ == "__main__":
+    main()
