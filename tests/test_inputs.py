@@ -58,7 +58,7 @@ def test_the_input_changes_what_the_body_sees_but_not_the_weights():
         assert torch.allclose(residual(views), residual(x), atol=1e-5)
 
 
-def test_a_checkpoint_rebuilds_the_residual_model(tmp_path):
+def test_a_checkpoint_rebuilds_the_residual_model():
     from transferlab.models.checkpoint import model_from_checkpoint
 
     torch.manual_seed(0)
