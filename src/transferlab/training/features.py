@@ -301,57 +301,25 @@ def extract_features(
             hits = distributed.broadcast(hits)
         todo = [i for i in range(len(samples)) if i not in hits]
         shape = (1 + views, model.feature_dim)
-        on_disk = cache is not None and not dist
-        if on_disk:  # written straight into the cache, row by row, as the backbone produces them
+        store = rows = None
+        run = (model, samples, todo, hits, pre, cfg, views, device)
+        if cache is not None and not dist:  # written straight into the cache, row by row, as they come
             first = cache.reserve(len(todo), shape) if todo else 0  # computed item j -> row first + j
 
             def sink(v: int, js: list[int], f: torch.Tensor) -> None:
                 for j, row in zip(js, f):
                     cache.write(first + j, v, row)
-        else:
+
+            skipped, kept = _compute(*run, sink)
+            feats, store, rows = _rows_on_disk(cache, digests, todo, hits, kept, first, shape, memory_mb)
+        else:  # gathered in memory (under torchrun every rank gets them all), cached afterwards
             buffer = torch.empty(len(todo), *shape)
 
             def sink(v: int, js: list[int], f: torch.Tensor) -> None:
                 buffer[js, v] = f
 
-        skipped = []
-        if todo:
-            with _folded(model.eval(), min(pre.input_size, 160)):
-                skipped = _forward_views(model, [samples[i] for i in todo], pre, cfg, views, device, sink)
-        bad = {j for j, _ in skipped}
-        slot = {i: j for j, i in enumerate(todo)}  # sample position -> position among the computed
-        kept = [i for i in range(len(samples)) if i in hits or slot[i] not in bad]
-        if on_disk:
-            for j, i in enumerate(todo):
-                if j not in bad:
-                    cache.index[digests[i]] = first + j
-            if todo:
-                cache.save()
-            rows = [hits[i] if i in hits else first + slot[i] for i in kept]
-            store_bytes = len(rows) * shape[0] * shape[1] * 4
-            if memory_mb is None or store_bytes <= memory_mb * 2**20:
-                feats, store = cache.read(rows) if rows else torch.zeros(0, *shape), None
-            else:
-                feats, store = None, cache
-        else:
-            mine = cache.read([hits[i] for i in kept if i in hits]) if hits and distributed.is_main() else None
-            from_cache = distributed.broadcast(mine)  # the main rank's cache, on every rank
-            feats, store, rows = torch.empty(len(kept), *shape), None, None
-            k_hit = 0
-            for k, i in enumerate(kept):
-                if i in hits:
-                    feats[k], k_hit = from_cache[k_hit], k_hit + 1
-                else:
-                    feats[k] = buffer[slot[i]]
-            if cache is not None and todo:
-
-                def persist() -> None:
-                    for k, i in enumerate(kept):
-                        if i not in hits:
-                            cache.put(digests[i], feats[k])
-                    cache.save()
-
-                distributed.on_main(persist)  # one cache, written once
+            skipped, kept = _compute(*run, sink)
+            feats = _rows_in_memory(cache, digests, todo, hits, kept, buffer)
     return FeatureSet(
         feats,
         torch.tensor([samples[i].label for i in kept], dtype=torch.long),
@@ -360,8 +328,86 @@ def extract_features(
         len(todo),
         time.perf_counter() - t0,
         store,
-        rows if store is not None else None,
+        rows,
     )
+
+
+def _compute(
+    model: TransferModel,
+    samples: Sequence[Sample],
+    todo: list[int],
+    hits: dict[int, int],
+    pre: Preprocess,
+    cfg: TrainConfig,
+    views: int,
+    device: torch.device,
+    sink: Sink,
+) -> tuple[list[tuple[int, str]], list[int]]:
+    """Run the (folded) body over the samples at positions ``todo``, handing features to ``sink``.
+    Returns the unreadable ones ``(index into todo, reason)`` and the positions kept: every cache
+    hit and every readable computed sample, in input order."""
+    skipped = []
+    if todo:
+        with _folded(model.eval(), min(pre.input_size, 160)):
+            skipped = _forward_views(model, [samples[i] for i in todo], pre, cfg, views, device, sink)
+    bad = {todo[j] for j, _ in skipped}
+    return skipped, [i for i in range(len(samples)) if i in hits or (i not in bad)]
+
+
+def _rows_on_disk(
+    cache: FeatureCache,
+    digests: list[str | None],
+    todo: list[int],
+    hits: dict[int, int],
+    kept: list[int],
+    first: int,
+    shape: tuple[int, int],
+    memory_mb: float | None,
+) -> tuple[torch.Tensor | None, FeatureCache | None, list[int] | None]:
+    """Index the computed rows (written from row ``first`` on) and make them durable; returns
+    ``(features, None, None)`` when the kept rows fit ``memory_mb``, else ``(None, cache, rows)``."""
+    slot = {i: j for j, i in enumerate(todo)}  # sample position -> position among the computed
+    for i in kept:
+        if i not in hits:
+            cache.index[digests[i]] = first + slot[i]
+    if todo:
+        cache.save()
+    rows = [hits[i] if i in hits else first + slot[i] for i in kept]
+    if memory_mb is None or len(rows) * shape[0] * shape[1] * 4 <= memory_mb * 2**20:
+        return (cache.read(rows) if rows else torch.zeros(0, *shape)), None, None
+    return None, cache, rows
+
+
+def _rows_in_memory(
+    cache: FeatureCache | None,
+    digests: list[str | None],
+    todo: list[int],
+    hits: dict[int, int],
+    kept: list[int],
+    buffer: torch.Tensor,
+) -> torch.Tensor:
+    """The kept rows ``(len(kept), views, D)``: cache hits (read by the main rank, broadcast)
+    and computed rows from ``buffer``; the computed ones are then cached, once, by the main rank."""
+    slot = {i: j for j, i in enumerate(todo)}
+    mine = cache.read([hits[i] for i in kept if i in hits]) if hits and distributed.is_main() else None
+    from_cache = distributed.broadcast(mine)  # the main rank's cache, on every rank
+    feats = torch.empty(len(kept), *buffer.shape[1:])
+    k_hit = 0
+    for k, i in enumerate(kept):
+        if i in hits:
+            feats[k], k_hit = from_cache[k_hit], k_hit + 1
+        else:
+            feats[k] = buffer[slot[i]]
+    if cache is not None and todo:
+
+        def persist() -> None:
+            for k, i in enumerate(kept):
+                if i not in hits:
+                    cache.put(digests[i], feats[k])
+            cache.save()
+
+        distributed.on_main(persist)  # one cache, written once
+    return feats
 
 
 class FeatureDataset(Dataset):
