@@ -133,21 +133,7 @@ def evaluate_run(
         class_map=class_map or None,
         skipped=[{"path": p, "reason": r} for p, r in skipped],
     )
-    plot_confusion(
-        report["confusion_matrix"],
-        pred.classes,
-        out / "confusion_matrix_eval.png",
-        title=f"{split} ({len(labels)} images)",
-    )
-    if len(pred.classes) == 2 and report["binary"].get("roc_auc") is not None:
-        b = report["binary"]
-        pos = b["positive_class_index"]
-        fpr, tpr, _ = roc_curve((labels == pos).astype(int), probs[:, pos])
-        plot_roc(fpr, tpr, b["roc_auc"], out / "roc.png", b["eer"], title=f"ROC, positive = {pred.classes[pos]}")
-    _wrong_grid(out / "most_wrong.png", pred.classes, kept, labels, probs)
-    sample_grid(
-        out / "test_predictions.png", kept, pred.classes, labels, probs, f"{split} predictions (green right, red wrong)"
-    )
+    _figures(out, report, pred.classes, split, kept, labels, probs)
     if perturbations:
         report["robustness"] = robustness(
             pred,
@@ -161,15 +147,34 @@ def evaluate_run(
         plot_robustness(report["robustness"], out / "robustness.png", title=f"{split}: robustness to perturbations")
     if explain:
         report["explained"] = _explain_grid(out / "gradcam.png", pred, kept, labels, probs, explain)
-    RunFolder(out).write_json(RunFolder(out).eval, report)
+    target = RunFolder(out)
+    target.write_json(target.eval, report)
     write_text((out / "report.md"), render_markdown(report))
     if (run_dir / "tracking.json").is_file() or (run_dir / "tensorboard").is_dir():
         from ..training.tracking import log_evaluation
 
-        log_evaluation(run_dir, report, RunFolder(out).eval)
+        log_evaluation(run_dir, report, target.eval)
     if out.resolve() == run_dir.resolve() and RunFolder(run_dir).finished():
         run_report(run_dir)  # report.html now includes this evaluation
     return report
+
+
+def _figures(
+    out: Path, report: dict, classes: list[str], split: str, kept: list, labels: np.ndarray, probs: np.ndarray
+) -> None:
+    """The evaluation's figures in ``out``: confusion matrix, ROC (two classes), the most confident
+    mistakes and a grid of predictions (green right, red wrong)."""
+    plot_confusion(
+        report["confusion_matrix"], classes, out / "confusion_matrix_eval.png", title=f"{split} ({len(labels)} images)"
+    )
+    b = report.get("binary") or {}
+    if len(classes) == 2 and b.get("roc_auc") is not None:
+        pos = b["positive_class_index"]
+        fpr, tpr, _ = roc_curve((labels == pos).astype(int), probs[:, pos])
+        plot_roc(fpr, tpr, b["roc_auc"], out / "roc.png", b["eer"], title=f"ROC, positive = {classes[pos]}")
+    _wrong_grid(out / "most_wrong.png", classes, kept, labels, probs)
+    title = f"{split} predictions (green right, red wrong)"
+    sample_grid(out / "test_predictions.png", kept, classes, labels, probs, title)
 
 
 def _row(name: str, r: dict) -> dict:
