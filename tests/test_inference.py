@@ -75,3 +75,24 @@ def test_predict_shows_a_bar_on_a_terminal_only(run_dir, tiny_folder, monkeypatc
         monkeypatch.setattr(sys, "stderr", stream)
         assert len(pred.predict_paths(files)) == len(files)
         assert ("predict" in stream.getvalue()) == shown
+
+
+def test_the_predictor_scores_through_a_folded_body_and_explains_the_original():
+    import torch
+
+    from transferlab.models.registry import get_spec
+    from transferlab.models.transfer import create_model
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", 2, pretrained=True, features="stages").eval()
+    norms = [m for m in model.body.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    pre = get_spec("efficientnet_lite0").preprocess(64)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        want = model(x).softmax(1).numpy()
+    pred = Predictor(model, ["fake", "real"], pre.to_dict(), device="cpu")
+    scoring = pred.scorer.model
+    assert scoring is not pred.model and scoring.head is pred.model.head  # a twin sharing the head
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in scoring.body.modules())  # folded
+    assert [m for m in pred.model.body.modules() if isinstance(m, torch.nn.BatchNorm2d)] == norms  # kept for Grad-CAM
+    assert abs(pred.predict_tensor(x) - want).max() < 1e-4

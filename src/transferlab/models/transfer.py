@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import socket
 import threading
 from pathlib import Path
@@ -103,6 +104,14 @@ class TransferModel(nn.Module):
         )
         self.frozen_body = False
         self.frozen_bn = False
+
+    def with_body(self, body: nn.Module) -> TransferModel:
+        """A twin that runs ``body`` in place of this model's body and shares everything else
+        (input layer, standardisation, head); this model is not changed. For inference with a
+        folded copy of the body (:func:`~transferlab.models.fold.fold_batchnorm`)."""
+        twin = copy.copy(self)
+        twin._modules = {**self._modules, "body": body}  # a dict of its own: setting it here leaves ours alone
+        return twin
 
     def freeze_batchnorm(self, frozen: bool = True) -> None:
         """Keep the body's batch-norm running statistics fixed while its weights still train
