@@ -1,5 +1,5 @@
-"""Batch norm folded into the convolution before it, for inference: frozen feature extraction
-and export.
+"""Batch norm folded into the convolution before it, for inference: frozen feature extraction,
+export, and the Predictor's scoring.
 
 In eval mode a batch norm is an affine map per channel; folded into the preceding convolution's
 weights and bias it costs nothing. On the CPU lite0's forward pass takes 0.75x the time, and
