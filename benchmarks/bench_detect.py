@@ -72,6 +72,18 @@ def sh(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "transferlab", *args], check=True)
 
 
+def trained_and_evaluated(
+    run: Path, data: Path, flags: list[str], evaluate_flags: tuple[str, ...] = (), reeval: bool = False
+) -> dict:
+    """``run``'s eval.json: trained on ``data`` with ``flags``, then evaluated on its test split,
+    each only when not done before (``reeval``: evaluate again)."""
+    if not (run / "summary.json").exists():
+        sh("train", str(data), "--out", str(run), "--no-progress", *flags)
+    if reeval or not (run / "eval.json").exists():
+        sh("evaluate", str(run), *evaluate_flags, "--explain", "0")
+    return json.loads((run / "eval.json").read_text())
+
+
 def split_for(work: Path, name: str, seed: int = 0) -> Path:
     """The manifest of data set ``name``'s split with ``seed`` (made once, under ``work``)."""
     src, flags = DATA[name]
@@ -115,12 +127,8 @@ def main() -> None:
         data = split_for(work, ds)
         for key, (cname, flags) in configs.items():
             run = work / ds / key
-            if not (run / "summary.json").exists():
-                sh("train", str(data), "--out", str(run), "--no-progress", *flags)
-            if a.reeval or not (run / "eval.json").exists():
-                sh("evaluate", str(run), "--perturb", a.perturb, "--explain", "0")
+            ev = trained_and_evaluated(run, data, flags, ("--perturb", a.perturb), a.reeval)
             s = json.loads((run / "summary.json").read_text())
-            ev = json.loads((run / "eval.json").read_text())
             rob = {r["name"]: r for r in ev["robustness"]}
             p = a.perturb.split(",")[0]
             rows.append(

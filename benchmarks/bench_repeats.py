@@ -16,14 +16,13 @@ benchmarks/results/repeats.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import RESULTS, save
-from bench_detect import CONFIGS, sh, split_for
+from bench_detect import CONFIGS, split_for, trained_and_evaluated
 
 
 def run_dir(ds: str, seed: int, key: str) -> Path:
@@ -32,13 +31,9 @@ def run_dir(ds: str, seed: int, key: str) -> Path:
 
 def roc_auc(ds: str, seed: int, key: str) -> float:
     """Test ROC-AUC of configuration ``key`` on ``ds``'s split ``seed`` (trained and evaluated once)."""
-    run = run_dir(ds, seed, key)
     split = split_for(RESULTS / ("detect" if seed == 0 else "repeats"), ds, seed)
-    if not (run / "summary.json").exists():
-        sh("train", str(split), "--out", str(run), "--no-progress", "--seed", str(seed), *CONFIGS[key][1])
-    if not (run / "eval.json").exists():
-        sh("evaluate", str(run), "--explain", "0")
-    return json.loads((run / "eval.json").read_text())["binary"]["roc_auc"]
+    ev = trained_and_evaluated(run_dir(ds, seed, key), split, ["--seed", str(seed), *CONFIGS[key][1]])
+    return ev["binary"]["roc_auc"]
 
 
 def main() -> None:
