@@ -50,14 +50,21 @@ def test_folded_body_gives_the_same_features(name):
         assert before > 0 and _batchnorms(folded) == 0
 
 
-def test_feature_extraction_folds_a_copy_and_gives_the_body_back():
-    from transferlab.training.features import _folded
-
+def test_a_model_folds_into_a_twin_and_keeps_its_own_body():
     model = create_model("efficientnet_lite0", 2, pretrained=False, features="stages").eval()
     body = model.body
-    with _folded(model, 64):
-        assert model.body is not body and _batchnorms(model.body) == 0
+    twin = model.folded(64)
+    assert twin.body is not body and _batchnorms(twin.body) == 0
+    assert twin.head is model.head and twin.feature_norm is model.feature_norm  # shared, not copied
     assert model.body is body and _batchnorms(body) == 49
+    assert model.train().folded(64) is model  # a training model is not folded
+
+
+def test_the_folded_copy_keeps_the_bodys_memory_format():
+    model = create_model("efficientnet_lite0", 2, pretrained=False, features="stages").eval()
+    model.to(memory_format=torch.channels_last)
+    weights = [p for p in fold_batchnorm(model.body, 64).parameters() if p.ndim == 4]
+    assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
 
 
 class _ConvUsedTwice(nn.Module):

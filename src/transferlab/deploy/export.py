@@ -61,7 +61,7 @@ def export_model(module: nn.Module, fmt: str, path: Path, size: int, views: int 
     ``views`` > 1: the input is ``(N, views, 3, size, size)`` crop views. Batch norms are folded
     into their convolutions first (a checked copy): the same numbers, and the ONNX export takes
     0.6x the time (lite0: 11.6 s -> 6.9 s) since the exporter traces and decomposes every op."""
-    module = fold_batchnorm(module.eval().cpu().float(), min(size, 160))
+    module = fold_batchnorm(module.eval().cpu().float(), size)
     example = torch.rand(2, 3, size, size) if views == 1 else torch.rand(2, views, 3, size, size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import weights as W
+from .fold import fold_batchnorm
 from .inputs import INPUTS, make_input
 from .registry import BackboneSpec, get_spec
 
@@ -105,12 +106,16 @@ class TransferModel(nn.Module):
         self.frozen_body = False
         self.frozen_bn = False
 
-    def with_body(self, body: nn.Module) -> TransferModel:
-        """A twin that runs ``body`` in place of this model's body and shares everything else
-        (input layer, standardisation, head); this model is not changed. For inference with a
-        folded copy of the body (:func:`~transferlab.models.fold.fold_batchnorm`)."""
+    def folded(self, size: int) -> TransferModel:
+        """This model for inference with batch norm folded into the body's convolutions
+        (:func:`~transferlab.models.fold.fold_batchnorm`, checked on a ``size`` px input): a twin
+        that shares the input layer, standardisation and head, or this model itself where nothing
+        folds. This model is not changed (Grad-CAM explains the original's ``conv_head``)."""
+        body = fold_batchnorm(self.body, size)
+        if body is self.body:
+            return self
         twin = copy.copy(self)
-        twin._modules = {**self._modules, "body": body}  # a dict of its own: setting it here leaves ours alone
+        twin._modules = {**self._modules, "body": body}  # a dict of its own: setting it leaves ours alone
         return twin
 
     def freeze_batchnorm(self, frozen: bool = True) -> None:

@@ -33,7 +33,6 @@ from ..data.index import Sample, file_digest
 from ..data.loading import cache_or_stream, choose_sampler, collate_skipping, make_loader
 from ..data.preprocess import Preprocess
 from ..data.transforms import AugmentSpec, eval_transform, train_transform
-from ..models.fold import fold_batchnorm
 from ..models.transfer import TransferModel
 
 __all__ = [
@@ -213,18 +212,6 @@ def cache_key(model: TransferModel, cfg: TrainConfig, pre: Preprocess, views: in
 Sink = Callable[[int, list[int], torch.Tensor], None]  # (view, sample positions, features (B, D))
 
 
-@contextlib.contextmanager
-def _folded(model: TransferModel, size: int) -> Iterator[None]:
-    """``model`` with a copy of its body whose batch norms are folded into their convolutions
-    (:func:`~transferlab.models.fold.fold_batchnorm`); the body is given back afterwards."""
-    body = model.body
-    model.body = fold_batchnorm(body, size)
-    try:
-        yield
-    finally:
-        model.body = body
-
-
 @torch.inference_mode()
 def _forward_views(
     model: TransferModel,
@@ -348,8 +335,8 @@ def _compute(
     hit and every readable computed sample, in input order."""
     skipped = []
     if todo:
-        with _folded(model.eval(), min(pre.input_size, 160)):
-            skipped = _forward_views(model, [samples[i] for i in todo], pre, cfg, views, device, sink)
+        folded = model.eval().folded(pre.input_size)
+        skipped = _forward_views(folded, [samples[i] for i in todo], pre, cfg, views, device, sink)
     bad = {todo[j] for j, _ in skipped}
     return skipped, [i for i in range(len(samples)) if i in hits or (i not in bad)]
 
