@@ -56,6 +56,14 @@ CONFIGS = {
         "ensemble lite0+lite2 stages 448, logistic head",
         ["--recipe", "detect", "--model", "efficientnet_lite0+efficientnet_lite2", "--image-size", "448"],
     ),
+    "zoom": (
+        "stages 224 of the whole image and of its centre magnified 2x (input 448), logistic head",
+        ["--recipe", "detect", "--zoom", "2"],
+    ),
+    "zoom_no_views": (
+        "the same, no augmented views",
+        ["--recipe", "detect", "--zoom", "2", "--augment", "none"],
+    ),
     "residual": (
         "stages 224 of the neighbouring-pixel residual, no augmented views, logistic head",
         ["--recipe", "detect", "--input", "residual", "--augment", "none"],

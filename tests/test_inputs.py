@@ -141,3 +141,54 @@ def test_a_residual_run_records_its_input_and_keeps_its_own_feature_cache(tiny_f
     notes = " ".join(again.summary["data"]["notes"])
     assert again.summary["input"] == "image" and " 0 came from the feature cache" in notes
     assert " 20 came from the feature cache" in " ".join(run("residual2", input="residual").summary["data"]["notes"])
+
+
+def test_a_zoom_model_goes_through_checkpoint_onnx_and_gradcam(tmp_path):
+    import onnxruntime as ort
+    from skimage import data
+
+    from transferlab.deploy.export import Deployable, export_model
+    from transferlab.evaluation.explain import GradCAM
+    from transferlab.models.checkpoint import model_from_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", 2, pretrained=False, features="stages", zoom=2).eval()
+    ckpt = {"model": model.state_dict(), "classes": ["fake", "real"], "backbone": "efficientnet_lite0"}
+    x = torch.rand(3, 3, 128, 128)
+    again = model_from_checkpoint({**ckpt, "config": {"features": "stages", "zoom": 2}}).eval()
+    module = Deployable(model, SPEC.mean, SPEC.std).eval()
+    with torch.inference_mode():
+        ref = module(x)[1].numpy()
+        assert again.zoom == 2 and np.allclose(Deployable(again, SPEC.mean, SPEC.std)(x)[1].numpy(), ref, atol=1e-6)
+    path = export_model(module, "onnx", tmp_path / "m.onnx", 128)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], {"image": x.numpy()})[0]
+    assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+    model.freeze_body(True)
+    cam, cat = GradCAM(model, SPEC.preprocess(64, zoom=2)), Image.fromarray(data.chelsea())
+    heat = max((cam.explain_image(cat, target=t)[0] for t in (0, 1)), key=lambda h: h.std())
+    assert heat.shape == (128, 128) and heat.max() == pytest.approx(1.0) and heat.std() > 0.02
+
+
+def test_a_zoom_run_records_it_and_predicts_at_twice_the_size(tiny_folder, tmp_path, fast_overrides):
+    from transferlab.config import load_config
+    from transferlab.models.checkpoint import load_checkpoint, model_from_checkpoint
+    from transferlab.predict.predictor import Predictor
+    from transferlab.training.trainer import train
+
+    cfg = {
+        **fast_overrides,
+        "data": str(tiny_folder),
+        "out": str(tmp_path / "zoom"),
+        "model": "efficientnet_lite0",
+        "mode": "features",
+        "recipe": "detect",
+        "image_size": 32,
+        "zoom": 2,
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    res = train(load_config(None, cfg))
+    assert res.summary["zoom"] == 2 and res.summary["preprocess"]["input_size"] == 64
+    assert "zoom: 2" in (tmp_path / "zoom" / "config.yaml").read_text()
+    assert model_from_checkpoint(load_checkpoint(tmp_path / "zoom" / "best.pt")).zoom == 2
+    rows = Predictor.from_run(tmp_path / "zoom").predict_paths([str(p) for p in sorted(tiny_folder.rglob("*.png"))[:3]])
+    assert len(rows) == 3 and all(r.error is None and abs(sum(r.probs.values()) - 1) < 1e-5 for r in rows)

@@ -1,10 +1,10 @@
-"""Stage features: every registered backbone pools every stage; standardisation; ensembles."""
+"""Stage features: every registered backbone pools every stage; standardisation; ensembles; zoom."""
 
 import pytest
 import torch
 
 from transferlab.models.registry import get_spec, names
-from transferlab.models.stages import StageFeatures, Standardize, pool_stats
+from transferlab.models.stages import StageFeatures, Standardize, ZoomBody, pool_stats
 from transferlab.models.transfer import create_model
 
 
@@ -81,3 +81,34 @@ def test_ensemble_concatenates_member_features():
         get_spec("efficientnet_lite0+resnet18")
     with pytest.raises(KeyError, match="two or more different"):
         get_spec("efficientnet_lite0+efficientnet_lite0")
+
+
+def test_zoom_sees_the_whole_image_shrunk_and_its_centre_at_full_scale():
+    torch.manual_seed(0)
+    model = create_model("scratch_cnn", 2, pretrained=False, features="stages", zoom=2).eval()
+    plain = create_model("scratch_cnn", 2, pretrained=False, features="stages").eval()
+    plain.body.load_state_dict(model.body.body.state_dict())
+    assert isinstance(model.body, ZoomBody) and model.feature_dim == 2 * plain.feature_dim
+    x = torch.randn(3, 3, 64, 66)  # not square: the centre is cut from each side
+    views = model.body.views(x)
+    assert views.shape == (6, 3, 32, 33)
+    assert torch.allclose(views[:3], torch.nn.functional.avg_pool2d(x, 2))
+    assert torch.equal(views[3:], x[..., 16:48, 16:49])
+    with torch.no_grad():
+        whole, centre = plain.body(views[:3]), plain.body(views[3:])
+        assert torch.allclose(model.body(x), torch.cat([whole, centre], 1), atol=1e-5)
+        crops = x.unsqueeze(1).expand(3, 4, 3, 64, 66)  # crop views: each crop is zoomed, then averaged
+        assert torch.allclose(model(crops), model(x), atol=1e-5)
+    with pytest.raises(ValueError, match="features='stages'"):
+        create_model("scratch_cnn", 2, pretrained=False, features="last", zoom=2)
+
+
+def test_zoom_is_a_stage_feature_setting_and_scales_the_input():
+    from transferlab.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match="--features stages"):
+        TrainConfig(data="d", features="last", zoom=2).validate()
+    with pytest.raises(ConfigError, match="zoom must be 1 or more"):
+        TrainConfig(data="d", zoom=0).validate()
+    spec = get_spec("efficientnet_lite0")
+    assert spec.preprocess(zoom=2).input_size == 448 and spec.preprocess(112, zoom=2).input_size == 224

@@ -100,6 +100,7 @@ class TrainConfig:
     crop: str = "resize"  # resize (short side, centre crop) | native (crops at the image's own resolution)
     crop_views: int = 1  # native crops: K crops per image (a square grid: 1, 4, 9, ...), features averaged
     image_size: int | None = None  # None: the backbone's own input size
+    zoom: int | None = None  # stages: the centre 1/N too, magnified N times (input N x image size); None: 1
     val_fraction: float = 0.2  # carved from train (stratified, seeded) when data has no val split
     num_workers: int = -1  # -1: chosen for this machine
     image_cache_mb: int = 2048  # memory budget for decoded images (0 = stream) and for features (beyond: on disk)
@@ -148,6 +149,10 @@ class TrainConfig:
             raise ConfigError(
                 f"crop_views={self.crop_views} takes crops at the image's own resolution: add --crop native"
             )
+        if self.zoom is not None and self.zoom < 1:
+            raise ConfigError(f"zoom must be 1 or more, got {self.zoom}")
+        if (self.zoom or 1) > 1 and self.features == "last":
+            raise ConfigError(f"zoom={self.zoom} adds the centre's stage features: add --features stages")
         if self.head == "logistic" and not get_mode(self.mode).head_on_features:
             raise ConfigError(
                 f"head=logistic is fitted on cached frozen features: use it with --mode features or lpft, "

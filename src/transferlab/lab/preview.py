@@ -42,7 +42,7 @@ def preview_rows(
         raise DataError(f"'{data}' has no images to preview")
     preset = resolve_augment(cfg.augment, index.classes)
     spec = AugmentSpec(**{**AugmentSpec.from_config(cfg).__dict__, "preset": preset})
-    pre = get_spec(cfg.model).preprocess(cfg.image_size, cfg.crop)
+    pre = get_spec(cfg.model).preprocess(cfg.image_size, cfg.crop, zoom=cfg.zoom or 1)
     rng = random.Random(cfg.seed)
     by_class = [[s for s in samples if s.label == c] for c in range(len(index.classes))]
     for group in by_class:

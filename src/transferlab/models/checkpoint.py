@@ -119,6 +119,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
         dropout=cfg.get("dropout", 0.0),
         features="last" if features == "auto" else features,
         input=cfg.get("input", "image"),  # written before the input choice existed: the image
+        zoom=cfg.get("zoom") or 1,  # written before zoom existed: one view
     )
     state = dict(ckpt["model"])
     for key, value in model.feature_norm.state_dict().items():

@@ -52,13 +52,17 @@ class BackboneSpec:
     # forward_intermediates); the last is the final feature map
     description: str = ""
 
-    def preprocess(self, image_size: int | None = None, crop: str = "resize", crop_views: int = 1) -> Preprocess:
+    def preprocess(
+        self, image_size: int | None = None, crop: str = "resize", crop_views: int = 1, zoom: int = 1
+    ) -> Preprocess:
         """The preprocessing this backbone expects (stored in checkpoints as ``to_dict()``).
 
         ``crop="native"``: no resizing anywhere, crops at the image's own resolution;
-        ``crop_views``: that many crops per image (a square grid), whose features are averaged.
+        ``crop_views``: that many crops per image (a square grid), whose features are averaged;
+        ``zoom``: a model that looks at the whole image and at its centre magnified takes inputs
+        ``zoom`` times the size its backbone sees.
         """
-        size = image_size or self.input_size
+        size = (image_size or self.input_size) * zoom
         resize = int(round(size / self.crop_pct))
         # decoded images are first shrunk to this short side (cacheable, and still leaves room
         # for random-resized-crop zoom); every pipeline does the same, so pixels agree everywhere

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["StageFeatures", "EnsembleBody", "Standardize", "pool_stats"]
+__all__ = ["StageFeatures", "EnsembleBody", "ZoomBody", "Standardize", "pool_stats"]
 
 
 def pool_stats(maps: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -94,6 +94,46 @@ class EnsembleBody(nn.Module):
             raise TypeError("Grad-CAM on an ensemble of last-stage bodies goes through the first member's cam layer")
         feats, cam = first.forward_with_cam(x)
         return torch.cat([feats, *[m(x).float() for m in self.members[1:]]], 1), cam
+
+
+class ZoomBody(nn.Module):
+    """Two views of one image through ``body``, their features concatenated ``(B, 2 * D)``: the
+    whole image shrunk ``zoom`` times (average pooling), and its centre ``1 / zoom`` at the input's
+    own pixels. Both views are ``(H // zoom, W // zoom)``, so the body runs once on a batch of 2B.
+
+    Face crops put what a face swap or a Photoshop edit changes (eyes, nose, mouth, the blend
+    around them) in the middle of the image; the centre view shows it the backbone at ``zoom``
+    times the scale of the whole view, which keeps the context. Grad-CAM explains the whole view.
+    """
+
+    def __init__(self, body: nn.Module, zoom: int):
+        super().__init__()
+        if zoom < 2:
+            raise ValueError(f"zoom must be 2 or more, got {zoom}")
+        if not hasattr(body, "forward_with_cam"):
+            raise ValueError("zoom concatenates stage features: use it with features='stages'")
+        self.body, self.zoom = body, zoom
+
+    def views(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> ``(2B, 3, H // zoom, W // zoom)``: the whole images, then their centres."""
+        z = self.zoom
+        h, w = x.shape[-2] // z, x.shape[-1] // z
+        top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+        whole = nn.functional.avg_pool2d(x, z)[..., :h, :w]
+        return torch.cat([whole, x[..., top : top + h, left : left + w]])
+
+    @staticmethod
+    def _joined(feats: torch.Tensor) -> torch.Tensor:
+        """``(2B, D)``, the whole views then the centres -> ``(B, 2D)``."""
+        return feats.unflatten(0, (2, -1)).transpose(0, 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._joined(self.body(self.views(x)))
+
+    def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        whole, centre = self.views(x).unflatten(0, (2, -1))
+        feats, cam = self.body.forward_with_cam(whole)  # the map Grad-CAM differentiates must feed the logits
+        return torch.cat([feats, self.body(centre)], 1), cam
 
 
 class Standardize(nn.Module):

@@ -55,6 +55,8 @@ class TransferModel(nn.Module):
     Inputs ``(B, K, 3, H, W)`` are K crop views of each image whose features are averaged.
     ``input``: what the body looks at, the image or its neighbouring-pixel residual
     (:mod:`~transferlab.models.inputs`); the residual is computed inside the model.
+    ``zoom`` > 1 (stage features only): the body also looks at the image's centre magnified
+    (:class:`~transferlab.models.stages.ZoomBody`); inputs are then ``zoom`` times the backbone's size.
     With ``frozen_body`` the body runs without gradients and stays in eval mode, so its
     batch-norm statistics do not drift (feature-extraction mode).
     """
@@ -67,13 +69,15 @@ class TransferModel(nn.Module):
         dropout: float = 0.0,
         features: str = "last",
         input: str = "image",
+        zoom: int = 1,
     ):
         super().__init__()
-        from .stages import EnsembleBody, StageFeatures, Standardize
+        from .stages import EnsembleBody, StageFeatures, Standardize, ZoomBody
 
         self.backbone_name = spec.name
         self.features = features
         self.input, self.input_layer = input, make_input(input, spec.mean, spec.std)
+        self.zoom = zoom
         self.cam_layer = spec.cam_layer  # for an ensemble: members.0.<first member's cam layer>
         if isinstance(body, EnsembleBody):
             self.aux_head = None
@@ -91,11 +95,13 @@ class TransferModel(nn.Module):
                 _set_module(body, self.aux_head, nn.Linear(_in_features(_get_module(body, self.aux_head)), num_classes))
             if features == "stages":
                 body = StageFeatures(body, spec.stages)
+        if zoom > 1:
+            body = ZoomBody(body, zoom)
         self.body = body
         self.feature_dim = (
             dim
             if features == "last" and not isinstance(body, EnsembleBody)
-            else _probe_dim(body, max(spec.min_size, 64))
+            else _probe_dim(body, max(spec.min_size, 64) * zoom)
         )
         self.feature_norm = Standardize(self.feature_dim)
         self.head = (
@@ -230,6 +236,7 @@ def create_model(
     download_timeout: float = 20.0,
     features: str = "last",
     input: str = "image",
+    zoom: int = 1,
 ) -> TransferModel:
     """Build backbone ``name`` with a new ``num_classes`` head.
 
@@ -238,12 +245,15 @@ def create_model(
     local state dict instead. Neither: random init. ``features``: ``last`` (the pooled last
     stage) or ``stages`` (pooled statistics of every stage). ``name`` may join several
     backbones with ``+`` (an ensemble: their features are concatenated). ``input``: ``image``, or
-    ``residual`` (the body sees the image's neighbouring-pixel residual).
+    ``residual`` (the body sees the image's neighbouring-pixel residual). ``zoom`` > 1 (with
+    ``features="stages"``): the whole image and its centre magnified, features concatenated.
     """
     if features not in FEATURES:
         raise ValueError(f"features='{features}' is not one of {', '.join(FEATURES)}")
     if input not in INPUTS:
         raise ValueError(f"input='{input}' is not one of {', '.join(INPUTS)}")
+    if zoom < 1 or (zoom > 1 and features != "stages"):
+        raise ValueError(f"zoom={zoom}: 1, or 2 or more with features='stages'")
     spec = get_spec(name)
     if "+" in name:
         from .stages import EnsembleBody
@@ -256,7 +266,7 @@ def create_model(
             create_model(m, num_classes, pretrained, None, 0.0, download_timeout, features).body
             for m in name.split("+")
         ]
-        return TransferModel(spec, EnsembleBody(members), num_classes, dropout, features, input)
+        return TransferModel(spec, EnsembleBody(members), num_classes, dropout, features, input, zoom)
     net = spec.build()
     if weights_path is not None:
         W.load_local(net, weights_path, name)
@@ -267,4 +277,4 @@ def create_model(
             spec.weights.load_into(net, name)
         finally:
             socket.setdefaulttimeout(old)
-    return TransferModel(spec, net, num_classes, dropout, features, input)
+    return TransferModel(spec, net, num_classes, dropout, features, input, zoom)

@@ -201,6 +201,7 @@ def cache_key(model: TransferModel, cfg: TrainConfig, pre: Preprocess, views: in
         "backbone": model.backbone_name,
         "features": model.features,
         "input": model.input,
+        "zoom": model.zoom,
         "weights": f"{fp.sum().item():.10e}:{fp.norm().item():.10e}",
         "preprocess": pre.to_dict(),
         "views": views,

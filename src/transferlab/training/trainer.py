@@ -94,6 +94,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
         dropout=cfg.dropout,
         features=_features(cfg),
         input=cfg.input,
+        zoom=cfg.zoom or 1,
     )
     return apply_mode(model, cfg)
 
@@ -268,7 +269,7 @@ def train(
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    pre = get_spec(cfg.model).preprocess(cfg.image_size, cfg.crop, cfg.crop_views)
+    pre = get_spec(cfg.model).preprocess(cfg.image_size, cfg.crop, cfg.crop_views, cfg.zoom or 1)
     mode = get_mode(cfg.mode)
     if mode.probe is not None and s.last is None:
         s.notes.append(_linear_probe(model, s.index, pre, cfg, device))
@@ -641,6 +642,7 @@ def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
         "calibration": calibration,
         "features": model.features,
         "input": model.input,
+        "zoom": model.zoom,
         "head": cfg.head,
         "recipe": cfg.recipe,
         **writer.extra,
