@@ -45,16 +45,29 @@ CONFIGS = {
         "last stage 448, logistic head",
         ["--recipe", "detect", "--features", "last", "--head", "logistic"],
     ),
-    "stages_224__logistic_head": ("stages 224, logistic head", ["--recipe", "detect", "--image-size", "224"]),
-    "default": ("default (real/fake: stages at the backbone's size, 224, logistic head)", []),
-    "stages_448__logistic_head": ("stages 448, logistic head (the default before)", ["--image-size", "448"]),
+    # --zoom 1 pins the configurations measured before zoom 2 became the detect recipe's default
+    "stages_224__logistic_head": (
+        "stages 224, logistic head (the default before zoom)",
+        ["--recipe", "detect", "--image-size", "224", "--zoom", "1"],
+    ),
+    "default": ("default (real/fake: stages 224 of the whole image and its centre zoomed 2x, logistic head)", []),
+    "stages_448__logistic_head": ("stages 448, logistic head", ["--image-size", "448", "--zoom", "1"]),
     "native_crops": (
         "stages, 4 native crops of 224, logistic head",
-        ["--recipe", "detect", "--crop", "native", "--crop-views", "4", "--image-size", "224"],
+        ["--recipe", "detect", "--crop", "native", "--crop-views", "4", "--image-size", "224", "--zoom", "1"],
     ),
     "ensemble": (
         "ensemble lite0+lite2 stages 448, logistic head",
-        ["--recipe", "detect", "--model", "efficientnet_lite0+efficientnet_lite2", "--image-size", "448"],
+        [
+            "--recipe",
+            "detect",
+            "--model",
+            "efficientnet_lite0+efficientnet_lite2",
+            "--image-size",
+            "448",
+            "--zoom",
+            "1",
+        ],
     ),
     "zoom": (
         "stages 224 of the whole image and of its centre magnified 2x (input 448), logistic head",
@@ -66,7 +79,7 @@ CONFIGS = {
     ),
     "residual": (
         "stages 224 of the neighbouring-pixel residual, no augmented views, logistic head",
-        ["--recipe", "detect", "--input", "residual", "--augment", "none"],
+        ["--recipe", "detect", "--input", "residual", "--augment", "none", "--zoom", "1"],
     ),
     "lpft": (
         "lpft: stages 224, logistic probe, then 4 epochs fine-tuning",

@@ -3,7 +3,7 @@ split. A test split of 150-220 images gives ROC-AUC a 95% interval about +-0.08 
 cannot show a difference of a few points; several seeded splits, each with both recipes, can.
 
     .venv/bin/python benchmarks/bench_repeats.py [--data dfdc,ciplab] [--seeds 0,1,2,3,4]
-        [--configs stages_224__logistic_head,classic]
+        [--configs zoom,stages_224__logistic_head,classic]
 
 For each seed K: bench_detect's split of each data set made with `--seed K` (seed 0 is
 bench_detect's own split, and its runs are reused), then `transferlab train SPLIT --seed K` per
@@ -40,7 +40,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="dfdc,ciplab")
     ap.add_argument("--seeds", default="0,1,2,3,4")
-    ap.add_argument("--configs", default="stages_224__logistic_head,classic")
+    ap.add_argument("--configs", default="zoom,stages_224__logistic_head,classic")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     keys = a.configs.split(",")

@@ -12,7 +12,10 @@ def test_preview_rows_show_what_the_model_sees(tiny_folder):
     assert preset == "light" and "augment=light" in title
     assert len(rows) == 4 and {r[0].split(":")[0] for r in rows} == {"fake", "real"}  # classes in turn
     for _, views in rows:
-        assert len(views) == 4 and all(v.shape == (32, 32, 3) and v.dtype == np.uint8 for v in views)
+        # fake/real data: the detect recipe's zoom 2 makes the model's input twice the 32 px image size
+        assert len(views) == 4 and all(v.shape == (64, 64, 3) and v.dtype == np.uint8 for v in views)
+    one, _, _ = preview_rows(tiny_folder, n=1, views=1, overrides={**FAST, "augment": "light", "zoom": 1})
+    assert one[0][1][0].shape == (32, 32, 3)
     assert any(not np.array_equal(v, views[0]) for _, views in rows for v in views[1:])
     plain, _, _ = preview_rows(tiny_folder, n=4, views=2, overrides={**FAST, "augment": "none"})
     assert all(np.array_equal(v, views[0]) for _, views in plain for v in views)  # none == evaluation view

@@ -15,7 +15,8 @@ def test_real_fake_data_gets_the_detect_recipe():
         None,  # the backbone's own size (448 measured: BENCHMARKS.md)
         "robust",
     )
-    assert any("detect" in n for n in notes)
+    assert cfg.zoom == 2  # the whole image and its centre magnified (BENCHMARKS.md, "zoom")
+    assert any("detect recipe: features stages, head logistic, zoom 2" in n for n in notes)
 
 
 def test_other_data_keeps_the_classic_recipe():
@@ -27,6 +28,7 @@ def test_other_data_keeps_the_classic_recipe():
         None,
         "light",
     )
+    assert cfg.zoom == 1
 
 
 @pytest.mark.parametrize(
@@ -37,7 +39,7 @@ def test_detect_recipe_per_mode(mode, head, size):
         load_config(None, {"mode": mode, "model": "scratch_cnn" if mode == "scratch" else "efficientnet_lite0"}),
         ["real", "fake"],
     )
-    assert (cfg.head, cfg.image_size) == (head, size)
+    assert (cfg.head, cfg.image_size, cfg.zoom) == (head, size, 1)  # zoom was measured on frozen features only
     assert cfg.features == ("last" if mode == "scratch" else "stages")
 
 
@@ -46,6 +48,8 @@ def test_explicit_settings_win():
         load_config(None, {"features": "last", "image_size": 224, "head": "sgd", "augment": "light"}), ["fake", "real"]
     )
     assert (cfg.recipe, cfg.features, cfg.head, cfg.image_size, cfg.augment) == ("detect", "last", "sgd", 224, "light")
+    assert cfg.zoom == 1  # no stage features, no zoom
+    assert resolve(load_config(None, {"zoom": 1}), ["fake", "real"])[0].zoom == 1
     cfg, _ = resolve(load_config(None, {"recipe": "detect"}), ["ants", "bees"])
     assert (cfg.features, cfg.head, cfg.image_size) == ("stages", "logistic", None)
 

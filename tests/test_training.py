@@ -129,7 +129,8 @@ def test_features_mode_trains_only_the_head(tiny_folder, tmp_path, fast_override
     assert res.summary["features"] == features and res.summary["head"] == ("sgd" if recipe == "classic" else "logistic")
     from transferlab.models.transfer import create_model
 
-    ref = create_model("efficientnet_lite0", 2, pretrained=True, features=features)
+    assert res.summary["zoom"] == (1 if recipe == "classic" else 2)  # the detect recipe adds the centre view
+    ref = create_model("efficientnet_lite0", 2, pretrained=True, features=features, zoom=res.summary["zoom"])
     got = load_checkpoint(tmp_path / "run" / "best.pt")["model"]
     body = {k: v for k, v in got.items() if k.startswith("body.")}
     assert body and all(torch.equal(v, ref.state_dict()[k]) for k, v in body.items())

@@ -100,7 +100,7 @@ class TrainConfig:
     crop: str = "resize"  # resize (short side, centre crop) | native (crops at the image's own resolution)
     crop_views: int = 1  # native crops: K crops per image (a square grid: 1, 4, 9, ...), features averaged
     image_size: int | None = None  # None: the backbone's own input size
-    zoom: int | None = None  # stages: the centre 1/N too, magnified N times (input N x image size); None: 1
+    zoom: int | None = None  # stages: the centre 1/N too, N times larger (input N x image size); None: recipe
     val_fraction: float = 0.2  # carved from train (stratified, seeded) when data has no val split
     num_workers: int = -1  # -1: chosen for this machine
     image_cache_mb: int = 2048  # memory budget for decoded images (0 = stream) and for features (beyond: on disk)

@@ -17,9 +17,10 @@ from ..config import load_config
 from ..data.index import DataError, load_index
 from ..data.loading import ImageDataset
 from ..data.preprocess import Preprocess
-from ..data.transforms import AugmentSpec, denormalize, eval_transform, resolve_augment, train_transform
+from ..data.transforms import AugmentSpec, denormalize, eval_transform, train_transform
 from ..models.registry import get_spec
 from ..reports.plots import plot_augment_preview
+from ..training.recipe import resolve
 
 __all__ = ["augment_preview", "preview_rows"]
 
@@ -40,9 +41,10 @@ def preview_rows(
     samples = index.splits.get("train") or index.all_samples()
     if not samples:
         raise DataError(f"'{data}' has no images to preview")
-    preset = resolve_augment(cfg.augment, index.classes)
+    cfg, _ = resolve(cfg, index.classes)  # what training would use: the recipe's augmentation and zoom
+    preset = cfg.augment
     spec = AugmentSpec(**{**AugmentSpec.from_config(cfg).__dict__, "preset": preset})
-    pre = get_spec(cfg.model).preprocess(cfg.image_size, cfg.crop, zoom=cfg.zoom or 1)
+    pre = get_spec(cfg.model).preprocess(cfg.image_size, cfg.crop, zoom=cfg.zoom)
     rng = random.Random(cfg.seed)
     by_class = [[s for s in samples if s.label == c] for c in range(len(index.classes))]
     for group in by_class:

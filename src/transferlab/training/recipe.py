@@ -5,7 +5,8 @@ Two recipes, chosen by measurement (BENCHMARKS.md, "Detection recipes"):
 - ``classic``: the pooled last stage at the backbone's input size, a head trained by SGD/AdamW,
   light augmentation. Best for object categories (hymenoptera: 0.96 validation accuracy).
 - ``detect``: for real-vs-fake data. Mean and standard deviation of every stage of the frozen
-  backbone (``features: stages``) at the pretraining size in ``features`` mode, a
+  backbone (``features: stages``) at the pretraining size in ``features`` mode, of the whole
+  image and of its centre magnified 2x (``zoom: 2``: where face edits and swaps are), a
   standardised logistic-regression head fitted in seconds on cached features, and the robust
   augmentation (blur, JPEG, noise) so the head does not lean on traces that one re-save destroys.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import TrainConfig
+from ..data.transforms import resolve_augment
 from ..metrics import looks_real_fake
 from ..modes import get_mode
 
@@ -42,7 +44,7 @@ def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str
         else []
     )
     if cfg.augment == "auto":
-        changes["augment"] = "robust" if real_fake else "light"
+        changes["augment"] = resolve_augment("auto", classes)
         notes.append(
             f"augment auto -> {changes['augment']}"
             + (" (real vs fake: blur/JPEG/noise augmentation on; --augment light turns it off)" if real_fake else "")
@@ -52,10 +54,12 @@ def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str
         features = changes["features"] = "stages" if detect and mode.pretrained else "last"
     if cfg.head == "auto":
         changes["head"] = "logistic" if features == "stages" and mode.head_on_features else "sgd"
+    if cfg.zoom is None:  # frozen features only: fine-tuning through two views was not measured
+        changes["zoom"] = 2 if detect and features == "stages" and mode.frozen_body else 1
     # Frozen stage features at the backbone's own size. Twice the size (--image-size 448) was measured
     # too (BENCHMARKS.md, "Detection recipes"): +2 ROC-AUC points on face swaps, but -4 on ciplab,
     # a 7.7-point accuracy loss there under JPEG 75 (none at 224), and 3-4x the time.
-    shown = [f"{k} {changes[k]}" for k in ("features", "head") if k in changes]
+    shown = [f"{k} {changes[k]}" for k in ("features", "head", "zoom") if k in changes]
     if detect and shown:
         notes.append("detect recipe: " + ", ".join(shown))
     return dataclasses.replace(cfg, **changes).validate(), notes
