@@ -42,8 +42,7 @@ def preview_rows(
     if not samples:
         raise DataError(f"'{data}' has no images to preview")
     cfg, _ = resolve(cfg, index.classes)  # what training would use: the recipe's augmentation and zoom
-    preset = cfg.augment
-    spec = AugmentSpec(**{**AugmentSpec.from_config(cfg).__dict__, "preset": preset})
+    preset, spec = cfg.augment, AugmentSpec.from_config(cfg)
     pre = get_spec(cfg.model).preprocess(cfg.image_size, cfg.crop, zoom=cfg.zoom)
     rng = random.Random(cfg.seed)
     by_class = [[s for s in samples if s.label == c] for c in range(len(index.classes))]
