@@ -3,26 +3,29 @@ split. A test split of 150-220 images gives ROC-AUC a 95% interval about +-0.08 
 cannot show a difference of a few points; several seeded splits, each with both recipes, can.
 
     .venv/bin/python benchmarks/bench_repeats.py [--data dfdc,ciplab] [--seeds 0,1,2,3,4]
-        [--configs zoom,stages_224__logistic_head,classic]
+        [--configs zoom,stages_224__logistic_head,classic] [--cross dfdc,ciplab,tpdne]
 
 For each seed K: bench_detect's split of each data set made with `--seed K` (seed 0 is
 bench_detect's own split, and its runs are reused), then `transferlab train SPLIT --seed K` per
 configuration (bench_detect's CONFIGS) and `transferlab evaluate RUN`. Prints per data set the
 test ROC-AUC per seed, the mean and standard deviation per configuration, and the paired
-difference of the first configuration minus each other one. Finished runs are reused. Writes
-benchmarks/results/repeats.json.
+difference of the first configuration minus each other one. ``--cross SETS``: every run is also
+scored on the usual (seed 0) test split of each other set named (`transferlab evaluate RUN
+OTHER/split.csv`, kept in RUN/cross/OTHER): across sources, over the training splits. Finished
+runs and evaluations are reused. Writes benchmarks/results/repeats.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import RESULTS, save
-from bench_detect import CONFIGS, split_for, trained_and_evaluated
+from bench_detect import CONFIGS, sh, split_for, trained_and_evaluated
 
 
 def run_dir(ds: str, seed: int, key: str) -> Path:
@@ -36,31 +39,52 @@ def roc_auc(ds: str, seed: int, key: str) -> float:
     return ev["binary"]["roc_auc"]
 
 
+def cross_auc(ds: str, seed: int, key: str, other: str) -> float:
+    """Test ROC-AUC on ``other``'s usual test split of the run ``roc_auc`` made (evaluated once)."""
+    run = run_dir(ds, seed, key)
+    out = run / "cross" / other
+    if not (out / "eval.json").exists():
+        sh("evaluate", str(run), str(split_for(RESULTS / "detect", other)), "--out", str(out), "--explain", "0")
+    return json.loads((out / "eval.json").read_text())["binary"]["roc_auc"]
+
+
+def show(title: str, aucs: dict[str, list[float]], seeds: list[int]) -> dict:
+    """Print one table (a row per configuration, a column per seed) and the paired differences of
+    the first configuration minus each other one; returns them."""
+    first, *others = list(aucs)
+    diffs = {k: [x - y for x, y in zip(aucs[first], aucs[k])] for k in others}
+    print(f"\n### {title}\n")
+    print("| configuration | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | sd |")
+    print("|---|" + "---:|" * (len(seeds) + 2))
+    for k, v in aucs.items():
+        sd = statistics.stdev(v) if len(v) > 1 else 0.0
+        cells = " | ".join(f"{x:.3f}" for x in v)
+        print(f"| {CONFIGS[k][0]} | {cells} | {statistics.mean(v):.3f} | {sd:.3f} |")
+    for k, d in diffs.items():
+        sd = statistics.stdev(d) if len(d) > 1 else 0.0
+        above = sum(x > 0 for x in d)
+        print(f"\n{first} - {k}: mean {statistics.mean(d):+.3f}, sd {sd:.3f}, higher on {above} of {len(d)} splits")
+    return diffs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="dfdc,ciplab")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--configs", default="zoom,stages_224__logistic_head,classic")
+    ap.add_argument("--cross", default="", help="also score every run on these sets' usual test splits")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     keys = a.configs.split(",")
     out = {}
     for ds in a.data.split(","):
         aucs = {k: [roc_auc(ds, s, k) for s in seeds] for k in keys}
-        first = keys[0]
-        diffs = {k: [x - y for x, y in zip(aucs[first], aucs[k])] for k in keys[1:]}
+        diffs = show(f"{ds}: test ROC-AUC over {len(seeds)} seeded splits", aucs, seeds)
         out[ds] = {"seeds": seeds, "roc_auc": aucs, "difference": diffs}
-        print(f"\n### {ds}: test ROC-AUC over {len(seeds)} seeded splits\n")
-        print("| configuration | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | sd |")
-        print("|---|" + "---:|" * (len(seeds) + 2))
-        for k, v in aucs.items():
-            sd = statistics.stdev(v) if len(v) > 1 else 0.0
-            cells = " | ".join(f"{x:.3f}" for x in v)
-            print(f"| {CONFIGS[k][0]} | {cells} | {statistics.mean(v):.3f} | {sd:.3f} |")
-        for k, d in diffs.items():
-            sd = statistics.stdev(d) if len(d) > 1 else 0.0
-            above = sum(x > 0 for x in d)
-            print(f"\n{first} - {k}: mean {statistics.mean(d):+.3f}, sd {sd:.3f}, higher on {above} of {len(d)} splits")
+        for other in [o for o in a.cross.split(",") if o and o != ds]:
+            aucs = {k: [cross_auc(ds, s, k, other) for s in seeds] for k in keys}
+            diffs = show(f"trained on {ds}, tested on {other}: ROC-AUC over {len(seeds)} training splits", aucs, seeds)
+            out[f"{ds}->{other}"] = {"seeds": seeds, "roc_auc": aucs, "difference": diffs}
     print(f"\nwrote {save('repeats', out)}")
 
 
