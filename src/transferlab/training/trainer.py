@@ -269,7 +269,7 @@ def train(
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    pre = get_spec(cfg.model).preprocess(cfg.image_size, cfg.crop, cfg.crop_views, cfg.zoom or 1)
+    pre = get_spec(cfg.model).preprocess(cfg.image_size, cfg.crop, cfg.crop_views, model.zoom)
     mode = get_mode(cfg.mode)
     if mode.probe is not None and s.last is None:
         s.notes.append(_linear_probe(model, s.index, pre, cfg, device))
