@@ -1,4 +1,5 @@
 import csv
+import os
 
 import pytest
 import torch
@@ -106,3 +107,20 @@ def test_threaded_batches_match_sequential_order(messy_folder):
     assert sorted(seen + skipped) == list(range(len(samples))) and seen == sorted(seen)
     assert len(skipped) == 2
     assert list(threaded_batches(ImageDataset([], None), 4)) == []
+
+
+def test_manifest_keeps_groups(tmp_path, presplit_folder):
+    from dataclasses import replace
+
+    idx = load_index(presplit_folder)
+    plain = tmp_path / "plain.csv"
+    write_manifest(idx, plain)
+    assert "group" not in plain.read_text().splitlines()[0]  # no groups: the three columns as before
+    first, second = idx.splits["train"][:2]
+    idx.splits["train"][:2] = [replace(first, group="g0"), replace(second, group="g0")]
+    write_manifest(idx, tmp_path / "grouped.csv")
+    back = read_manifest(tmp_path / "grouped.csv")
+    groups = {os.path.realpath(s.path): s.group for s in back.all_samples()}
+    assert groups[os.path.realpath(first.path)] == groups[os.path.realpath(second.path)] == "g0"
+    assert sum(1 for g in groups.values() if g) == 2
+    assert all(s.group == "" for s in read_manifest(plain).all_samples())

@@ -92,3 +92,37 @@ def test_a_norm_fitted_from_chunks_is_kept_and_gives_the_same_head():
     stale.feature_norm.mean.fill_(5.0)  # a norm from somewhere else, not these rows
     fit_logistic(stale, feats, labels, seed=0, fit_norm=False)
     assert (stale.feature_norm.mean == 5.0).all()  # kept, as asked
+
+
+def _twins(pairs=60, d=40, seed=0):
+    """Each fake shares a strong identity vector with its own real twin (a face swap and the
+    video it came from); the label lives in one weak direction."""
+    g = torch.Generator().manual_seed(seed)
+    identity = torch.randn(pairs, d, generator=g) * 3
+    signal = torch.zeros(d)
+    signal[0] = 0.6
+    fake = identity + signal + torch.randn(pairs, d, generator=g) * 0.3
+    real = identity - signal + torch.randn(pairs, d, generator=g) * 0.3
+    feats = torch.stack([fake, real], 1).reshape(2 * pairs, 1, d)
+    labels = torch.tensor([0, 1] * pairs)
+    groups = [f"g{i}" for i in range(pairs) for _ in range(2)]
+    return feats, labels, groups
+
+
+def test_groups_stay_in_one_fold_and_change_the_chosen_strength():
+    """Split twins read as the opposite label's copy: image-level folds then reward a head that
+    ignores them (a tiny C); folds that keep each pair whole choose the strength the data needs."""
+    feats, labels, groups = _twins()
+    by_image = fit_logistic(_model(40), feats, labels, seed=0)
+    by_group = fit_logistic(_model(40), feats, labels, seed=0, groups=groups)
+    assert by_image.fold_units == 120 and by_group.fold_units == 60
+    assert by_group.C > by_image.C
+    assert min(by_group.cv_log_loss.values()) < min(by_image.cv_log_loss.values())
+
+
+def test_images_without_a_group_are_their_own_unit_and_a_wrong_count_is_refused():
+    feats, labels = _data()
+    groups = ["a", "a"] + [""] * 58  # one pair, the rest ungrouped
+    assert fit_logistic(_model(), feats, labels, groups=groups).fold_units == 59
+    with pytest.raises(ValueError, match="group names"):
+        fit_logistic(_model(), feats, labels, groups=["a"] * 3)

@@ -56,6 +56,12 @@ def test_groups_stay_on_one_side(tmp_path):
         for g in groups:
             assert len({_side(splits, p) for p in g}) == 1, (seed, g)
         assert Counter(s.label for s in splits["train"]) == {0: 6, 1: 6}
+        # members carry their group's name (training keeps them in one CV fold); others none
+        name = {str(Path(s.path).resolve()): s.group for v in splits.values() for s in v}
+        for g in groups:
+            assert len({name[p] for p in g}) == 1 and name[next(iter(g))]
+        assert len({name[p] for g in groups for p in g}) == len(groups)
+        assert sum(1 for n in name.values() if not n) == 24 - sum(len(g) for g in groups)
 
 
 def test_byte_identical_files_across_splits_warn(tmp_path):

@@ -137,6 +137,23 @@ def test_features_mode_trains_only_the_head(tiny_folder, tmp_path, fast_override
     assert not torch.equal(got["head.weight"], ref.state_dict()["head.weight"])
 
 
+def test_the_logistic_head_keeps_the_manifests_groups_in_one_fold(tiny_folder, tmp_path, fast_overrides):
+    """A split made with --groups names each pair in its manifest; the head's cross-validation
+    keeps every pair in one fold (recorded in the summary and the run's notes)."""
+    from transferlab.data.split import SplitSpec, split_folder
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_a,file_b\n" + "".join(f"fake/fake_{i:02d}.png,real/real_{i:02d}.png\n" for i in range(4)))
+    index, _ = split_folder(tiny_folder, tmp_path / "split", SplitSpec(train_per_class=6, val_per_class=2), pairs)
+    paired = sum(1 for s in index.splits["train"] if s.group)
+    assert paired and paired % 2 == 0
+    over = {**fast_overrides, "data": str(tmp_path / "split" / "split.csv"), "out": str(tmp_path / "run")}
+    res = train(load_config(None, {**over, "model": "efficientnet_lite0", "mode": "features", "image_size": 32}))
+    assert res.summary["head"] == "logistic"
+    assert res.summary["logistic"]["fold_units"] == 12 - paired // 2
+    assert any("the manifest's groups kept whole" in n for n in res.summary["data"]["notes"])
+
+
 def test_image_size_below_minimum_is_refused(tiny_folder, tmp_path, fast_overrides):
     with pytest.raises(ConfigError, match="smallest input"):
         train(

@@ -60,6 +60,7 @@ class DataError(ValueError):
 class Sample:
     path: str
     label: int
+    group: str = ""  # files sharing a group (e.g. a fake and the photo it came from) are never split apart
 
 
 @dataclass
@@ -216,13 +217,13 @@ def _check_classes(index: DataIndex) -> None:
         )
 
 
-def _read_manifest_rows(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """``(path, label, split)`` rows of a manifest, each file once, and notes (duplicate rows).
+def _read_manifest_rows(path: Path) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """``(path, label, split, group)`` rows of a manifest, each file once, and notes (duplicate rows).
 
     Text that is not UTF-8 (e.g. Latin-1) keeps its bytes through ``surrogateescape``, so file
     names with any bytes a file system allows still find their files."""
     base = path.parent
-    rows: dict[str, tuple[str, str, str]] = {}
+    rows: dict[str, tuple[str, str, str, str]] = {}
     notes, dup = [], 0
     try:
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
@@ -249,14 +250,14 @@ def _read_manifest_rows(path: Path) -> tuple[list[tuple[str, str, str]], list[st
                 p = Path(raw)
                 full = os.path.normpath(p if p.is_absolute() else base / p)
                 if full in rows:
-                    if rows[full][1:] != (label, split):
+                    if rows[full][1:3] != (label, split):
                         raise DataError(
                             f"manifest '{path}' line {n}: '{_show(raw)}' is listed again as {_show(label)}/{split}, "
                             f"earlier as {_show(rows[full][1])}/{rows[full][2]}; keep one row per file"
                         )
                     dup += 1
                     continue
-                rows[full] = (full, label, split)
+                rows[full] = (full, label, split, (row.get("group") or "").strip())
     except csv.Error as e:
         raise DataError(f"manifest '{path}' is not a readable CSV ({e})") from None
     except UnicodeError as e:
@@ -272,20 +273,21 @@ def _show(value: object) -> str:
 
 
 def read_manifest(path: str | Path, verify: bool = True) -> DataIndex:
-    """Read a ``path,label[,split]`` CSV. Relative paths are relative to the CSV's folder."""
+    """Read a ``path,label[,split[,group]]`` CSV. Relative paths are relative to the CSV's folder;
+    ``group`` names files that belong together (see :mod:`transferlab.data.split`)."""
     path = Path(path)
     rows, notes = _read_manifest_rows(path)
-    classes = sorted({label for _, label, _ in rows})
+    classes = sorted({row[1] for row in rows})
     skipped: list[tuple[str, str]] = []
     splits: dict[str, list[Sample]] = {}
-    for p, label, split in rows:
+    for p, label, split, group in rows:
         if verify:
             try:
                 check_image(p)
             except ImageReadError as e:
                 skipped.append((p, e.reason))
                 continue
-        splits.setdefault(split, []).append(Sample(p, classes.index(label)))
+        splits.setdefault(split, []).append(Sample(p, classes.index(label), group))
     index = DataIndex(str(path), classes, {s: splits[s] for s in SPLITS if s in splits}, skipped, notes)
     _check_classes(index)
     for i, name in enumerate(classes):
@@ -328,19 +330,21 @@ def conflicting_copies(index: DataIndex) -> list[tuple[str, str, str, str]]:
 
 
 def write_manifest(index: DataIndex, path: str | Path, relative: bool = True) -> None:
-    """Write ``path,label,split`` rows; paths relative to the CSV's folder when ``relative``."""
+    """Write ``path,label,split`` rows (and ``group`` when any sample has one); paths relative to
+    the CSV's folder when ``relative``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
     # surrogateescape: file names that are not UTF-8 are written back as the same bytes
     with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         w = csv.writer(f)
-        w.writerow(["path", "label", "split"])
+        grouped = any(s.group for s in index.all_samples())
+        w.writerow(["path", "label", "split", *(["group"] if grouped else [])])
         for split in SPLITS:
             for s in index.splits.get(split, []):
                 p = Path(s.path).resolve()
                 shown = Path(_relpath(p, base)) if relative else p
-                w.writerow([shown.as_posix(), index.classes[s.label], split])
+                w.writerow([shown.as_posix(), index.classes[s.label], split, *([s.group] if grouped else [])])
 
 
 def _relpath(p: Path, base: Path) -> str:

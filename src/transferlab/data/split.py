@@ -10,7 +10,7 @@ import csv
 import json
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..files import write_text
@@ -92,18 +92,19 @@ def make_split(
     """Assign every sample to train, val or test.
 
     Per-class quotas come from ``spec``; members of one group always land in one split
-    (a group may span classes, e.g. a fake and the real photo it was edited from).
-    Deterministic for a given ``spec.seed``.
+    (a group may span classes, e.g. a fake and the real photo it was edited from), and carry the
+    group's name (``g0``, ``g1``, ...) so that training can keep them in one cross-validation fold
+    too. Deterministic for a given ``spec.seed``.
     """
     rng = random.Random(spec.seed)
     member_of: dict[str, int] = {}
-    for gi, g in enumerate(groups or []):
+    for gi, g in enumerate(sorted(groups or [], key=min)):
         for p in g:
             member_of[p] = gi
     units: dict[object, list[Sample]] = defaultdict(list)
     for s in sorted(samples, key=lambda s: s.path):
-        key = member_of.get(str(Path(s.path).resolve()), s.path)
-        units[key].append(s)
+        gi = member_of.get(str(Path(s.path).resolve()))
+        units[s.path if gi is None else gi].append(s if gi is None else replace(s, group=f"g{gi}"))
     order = list(units.values())
     rng.shuffle(order)
     order.sort(key=len, reverse=True)  # place groups first so they fit the quotas exactly

@@ -312,6 +312,7 @@ class _Data:
     val_positions: list[int] | None = None  # feature rows -> positions in the validation split
     notes: list[str] = dataclasses.field(default_factory=list)
     norm_fitted: bool = False  # the model's feature_norm was fitted on these training features
+    train_groups: list[str] | None = None  # each training feature row's group ("" for none)
 
 
 def _image_data(index: DataIndex, pre: Preprocess, cfg: TrainConfig, device: torch.device, model) -> _Data:
@@ -380,6 +381,7 @@ def _feature_data(
         va.positions,
         [note],
         norm_fitted=fit_norm,
+        train_groups=[index.splits["train"][i].group for i in tr.positions],
     )
 
 
@@ -410,9 +412,11 @@ def _fit_logistic_head(
         best_loss=val["loss"],
     )
     writer.extra["logistic"] = found.to_dict()
+    grouped = len(data.train_features) - found.fold_units
+    kept = f", the manifest's groups kept whole ({found.fold_units} units)" if grouped else ""
     notes.append(
         f"logistic head: C {found.C:g} chosen by {found.folds}-fold cross-validation on the training "
-        f"split ({len(found.cv_log_loss)} strengths tried), {found.seconds:.1f}s"
+        f"split{kept} ({len(found.cv_log_loss)} strengths tried), {found.seconds:.1f}s"
     )
     writer.on_epoch_end(record, True, state, val)
     return state
@@ -425,7 +429,13 @@ def _cached_logistic_fit(model: TransferModel, data: _Data, cfg: TrainConfig):
 
     feats = data.train_features
     return fit_logistic(
-        model, feats.tensor(), feats.labels, cfg.seed, balanced=_balanced(cfg), fit_norm=not data.norm_fitted
+        model,
+        feats.tensor(),
+        feats.labels,
+        cfg.seed,
+        balanced=_balanced(cfg),
+        fit_norm=not data.norm_fitted,
+        groups=data.train_groups,
     )
 
 
