@@ -71,6 +71,22 @@ def test_carve_validation_is_stratified_and_seeded(tiny_folder):
     assert carve_validation(samples, 0.2, seed=2)[1] != va
 
 
+def test_carve_validation_keeps_groups_whole(tiny_folder):
+    from dataclasses import replace
+
+    samples = sorted(load_index(tiny_folder).splits["train"], key=lambda s: (s.label, s.path))
+    fakes, reals = samples[:10], samples[10:]  # pair fake_i with real_i for i < 6
+    grouped = [replace(s, group=f"g{i}") if i < 6 else s for i, s in enumerate(fakes)]
+    grouped += [replace(s, group=f"g{i}") if i < 6 else s for i, s in enumerate(reals)]
+    for seed in range(6):
+        tr, va = carve_validation(grouped, 0.2, seed)
+        assert sorted(s.label for s in va) == [0, 0, 1, 1] and len(tr) == 16
+        side = {s.path: "val" for s in va} | {s.path: "train" for s in tr}
+        for g in {s.group for s in grouped if s.group}:
+            assert len({side[s.path] for s in grouped if s.group == g}) == 1, (seed, g)
+        assert carve_validation(grouped, 0.2, seed) == (tr, va)
+
+
 def test_dataset_skips_unreadable_at_load_time(messy_folder):
     root, _ = messy_folder
     samples = [Sample(str(root / "real" / "truncated.jpg"), 1), Sample(str(root / "fake" / "gray.png"), 0)]

@@ -154,6 +154,38 @@ def test_the_logistic_head_keeps_the_manifests_groups_in_one_fold(tiny_folder, t
     assert any("the manifest's groups kept whole" in n for n in res.summary["data"]["notes"])
 
 
+def test_groups_on_a_flat_folder_keep_pairs_on_one_side_and_in_one_fold(tiny_folder, tmp_path, fast_overrides):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_a,file_b\n" + "".join(f"fake/fake_{i:02d}.png,real/real_{i:02d}.png\n" for i in range(6)))
+    over = {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / "run"), "groups": str(pairs)}
+    res = train(load_config(None, {**over, "model": "efficientnet_lite0", "mode": "features", "image_size": 32}))
+    notes = res.summary["data"]["notes"]
+    assert any("groups: 12 images in 6 groups" in n for n in notes) and any("groups kept whole" in n for n in notes)
+    with open(tmp_path / "run" / "split.csv") as f:
+        rows = list(csv.DictReader(f))
+    side = {}
+    for r in rows:
+        if r["group"]:
+            side.setdefault(r["group"], set()).add(r["split"])
+    assert len(side) == 6 and all(len(v) == 1 for v in side.values())
+    in_train = [g for g, v in side.items() if v == {"train"}]
+    n_train = sum(1 for r in rows if r["split"] == "train")
+    assert res.summary["logistic"]["fold_units"] == n_train - len(in_train)
+
+
+@pytest.mark.parametrize(
+    "content, match", [(None, "cannot be read"), ("file_a,file_b\nfake/nothing.png,real/none.png\n", "names none")]
+)
+def test_a_groups_file_that_is_missing_or_names_no_image_is_refused(tiny_folder, tmp_path, content, match):
+    pairs = tmp_path / "pairs.csv"
+    if content is not None:
+        pairs.write_text(content)
+    cfg = load_config(None, {"data": str(tiny_folder), "out": str(tmp_path / "run"), "groups": str(pairs)})
+    with pytest.raises(ConfigError, match=match):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
 def test_image_size_below_minimum_is_refused(tiny_folder, tmp_path, fast_overrides):
     with pytest.raises(ConfigError, match="smallest input"):
         train(

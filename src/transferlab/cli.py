@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-per-class", type=int, help="flat folders: validation images per class (else 15%%)")
     p.add_argument("--groups", help="CSV of file pairs (relative to DATA) kept on one side of the split")
     _add_launch_flags(p)
-    _add_train_flags(p, skip=("model", "mode", "out"))
+    _add_train_flags(p, skip=("model", "mode", "out", "groups"))
 
     p = sub.add_parser("crosseval", help="train on each real/fake data set, test on every one: the cross-source matrix")
     p.add_argument("data", nargs="+", help="two or more data folders (flat or train/val/test) with the same classes")
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="same_source_pairs.csv",
         help="a file of pairs inside a data folder kept on one side of its split (when present)",
     )
-    _add_train_flags(p, skip=("out",))
+    _add_train_flags(p, skip=("out", "groups"))
 
     p = sub.add_parser("show", help="preview training images as the model sees them after augmentation")
     p.add_argument("data", help="ImageFolder root or CSV manifest")

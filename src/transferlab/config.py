@@ -59,6 +59,7 @@ class TrainConfig:
     """Everything one training run needs. Defaults here are the only defaults."""
 
     data: str = ""  # ImageFolder root (flat or train/val/test) or CSV manifest
+    groups: str | None = None  # CSV of file pairs (relative to DATA) kept on one side of the val split, in one CV fold
     out: str = "runs/run"  # run folder to write (not given: the first free one of runs/run, runs/run2, ...)
     model: str = DEFAULT_MODEL  # backbone registry name (`transferlab models`)
     mode: str = "features"  # scratch | features | finetune | lpft (see `transferlab models` and README)

@@ -355,7 +355,11 @@ def _relpath(p: Path, base: Path) -> str:
 
 
 def carve_validation(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Stratified, seeded split of ``samples`` into (train, val); every class keeps >= 1 train image."""
+    """Stratified, seeded split of ``samples`` into (train, val); every class keeps >= 1 train image.
+    Samples that share a ``group`` land on one side (then the per-class counts are the same
+    targets, filled greedily by whole groups)."""
+    if any(s.group for s in samples):
+        return _carve_grouped(samples, fraction, seed)
     rng = random.Random(seed)
     by_class: dict[int, list[Sample]] = defaultdict(list)
     for s in samples:
@@ -368,6 +372,26 @@ def carve_validation(samples: Sequence[Sample], fraction: float, seed: int) -> t
         val += items[:n_val]
         train += items[n_val:]
     return train, val
+
+
+def _carve_grouped(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    rng = random.Random(seed)
+    units: dict[tuple[str, str], list[Sample]] = defaultdict(list)
+    for s in sorted(samples, key=lambda s: s.path):
+        units[(s.group, "") if s.group else ("", s.path)].append(s)
+    order = list(units.values())
+    rng.shuffle(order)
+    sizes = Counter(s.label for s in samples)
+    room = {c: min(n - 1, max(1, round(fraction * n))) if n > 1 else 0 for c, n in sizes.items()}
+    train, val = [], []
+    for unit in order:
+        need = Counter(s.label for s in unit)
+        fits = all(room[c] >= k for c, k in need.items())
+        if fits:
+            for c, k in need.items():
+                room[c] -= k
+        (val if fits else train).extend(unit)
+    return sorted(train, key=lambda s: s.path), sorted(val, key=lambda s: s.path)
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> digest, for this process

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..files import write_text
 from .index import SPLITS, DataError, DataIndex, Sample, file_digest, imbalance_note, load_index, write_manifest
 
-__all__ = ["SplitSpec", "make_split", "split_folder", "read_groups", "duplicate_files"]
+__all__ = ["SplitSpec", "make_split", "split_folder", "read_groups", "name_groups", "duplicate_files"]
 
 
 @dataclass
@@ -86,6 +86,17 @@ def read_groups(path: str | Path, root: str | Path) -> list[set[str]]:
     return list(groups.values())
 
 
+def name_groups(samples: list[Sample], groups: list[set[str]]) -> list[Sample]:
+    """``samples`` with each member of a group (resolved paths, as :func:`read_groups` gives them)
+    named ``g0``, ``g1``, ... by the group's first path; the others unchanged."""
+    member_of = {p: gi for gi, g in enumerate(sorted(groups, key=min)) for p in g}
+    named = []
+    for s in samples:
+        gi = member_of.get(str(Path(s.path).resolve()))
+        named.append(s if gi is None else replace(s, group=f"g{gi}"))
+    return named
+
+
 def make_split(
     samples: list[Sample], n_classes: int, spec: SplitSpec, groups: list[set[str]] | None = None
 ) -> dict[str, list[Sample]]:
@@ -97,14 +108,9 @@ def make_split(
     too. Deterministic for a given ``spec.seed``.
     """
     rng = random.Random(spec.seed)
-    member_of: dict[str, int] = {}
-    for gi, g in enumerate(sorted(groups or [], key=min)):
-        for p in g:
-            member_of[p] = gi
-    units: dict[object, list[Sample]] = defaultdict(list)
-    for s in sorted(samples, key=lambda s: s.path):
-        gi = member_of.get(str(Path(s.path).resolve()))
-        units[s.path if gi is None else gi].append(s if gi is None else replace(s, group=f"g{gi}"))
+    units: dict[tuple[str, str], list[Sample]] = defaultdict(list)
+    for s in name_groups(sorted(samples, key=lambda s: s.path), groups or []):
+        units[(s.group, "") if s.group else ("", s.path)].append(s)
     order = list(units.values())
     rng.shuffle(order)
     order.sort(key=len, reverse=True)  # place groups first so they fit the quotas exactly

@@ -9,6 +9,7 @@ the same result as an uninterrupted one (per-epoch seeds, history kept in ``last
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import platform
 import random
@@ -125,6 +126,37 @@ class HeadOnly(torch.nn.Module):
         return self.model.forward_head(feats)
 
 
+def _name_groups(index: DataIndex, cfg: TrainConfig) -> str:
+    """Name the groups of ``cfg.groups`` in ``index`` (paths relative to the data folder, or to a
+    manifest's folder); returns the note saying how many files they cover."""
+    from ..data.split import name_groups, read_groups
+
+    root = Path(cfg.data) if Path(cfg.data).is_dir() else Path(cfg.data).parent
+    try:
+        groups = read_groups(cfg.groups, root)
+    except (OSError, UnicodeError, csv.Error) as e:
+        raise ConfigError(f"--groups '{cfg.groups}' cannot be read ({e}); give a CSV of pairs file_a,file_b") from None
+    index.splits = {k: name_groups(v, groups) for k, v in index.splits.items()}
+    named = sum(1 for s in index.all_samples() if s.group)
+    if not named:
+        raise ConfigError(
+            f"--groups '{cfg.groups}' names none of the images in '{cfg.data}'; its paths must be relative to {root}"
+        )
+    sides: dict[str, set[str]] = {}
+    for split, samples in index.splits.items():
+        for s in samples:
+            if s.group:
+                sides.setdefault(s.group, set()).add(split)
+    note = f"groups: {named} images in {len(sides)} groups from {cfg.groups}"
+    apart = sum(1 for v in sides.values() if len(v) > 1)
+    if apart:
+        note += (
+            f"; warning: the data's own split puts {apart} group(s) on two sides, so its scores are optimistic "
+            "(make the split with `transferlab split --groups`)"
+        )
+    return note
+
+
 def prepare_data(cfg: TrainConfig) -> tuple[DataIndex, list[str]]:
     """Index ``cfg.data``; carve a stratified, seeded validation split from train when there is
     none. Returns the index and human-readable notes."""
@@ -132,12 +164,15 @@ def prepare_data(cfg: TrainConfig) -> tuple[DataIndex, list[str]]:
     notes = list(index.notes)
     if not index.splits.get("train"):
         raise ConfigError(f"'{cfg.data}' has no training images (no train split)")
+    if cfg.groups:
+        notes.append(_name_groups(index, cfg))
     if not index.splits.get("val"):
         train, val = carve_validation(index.splits["train"], cfg.val_fraction, cfg.seed)
         index.splits["train"], index.splits["val"] = train, val
+        kept = ", groups kept whole" if cfg.groups else ""
         notes.append(
             f"no validation split in the data: carved {len(val)} images "
-            f"({cfg.val_fraction:.0%} per class, seed {cfg.seed}) from train"
+            f"({cfg.val_fraction:.0%} per class, seed {cfg.seed}{kept}) from train"
         )
     skew = imbalance_note(index.splits["train"], index.classes)
     if skew:
