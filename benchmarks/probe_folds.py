@@ -53,7 +53,8 @@ def fit(z, y, zt, yt, folds) -> dict:
         roc_auc_score(y[b], LogisticRegression(C=c, max_iter=2000).fit(z[a], y[a]).decision_function(z[b]))
         for a, b in folds
     ]
-    return {"C": c, "cv_roc_auc": float(np.mean(cv)), "test_roc_auc": float(roc_auc_score(yt, clf.decision_function(zt)))}
+    test = roc_auc_score(yt, clf.decision_function(zt))
+    return {"C": c, "cv_roc_auc": float(np.mean(cv)), "test_roc_auc": float(test)}
 
 
 def main() -> None:
