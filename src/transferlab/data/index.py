@@ -27,6 +27,7 @@ __all__ = [
     "read_manifest",
     "write_manifest",
     "carve_validation",
+    "group_units",
     "conflicting_copies",
     "imbalance_note",
     "printable",
@@ -374,12 +375,18 @@ def carve_validation(samples: Sequence[Sample], fraction: float, seed: int) -> t
     return train, val
 
 
-def _carve_grouped(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    rng = random.Random(seed)
+def group_units(samples: Sequence[Sample]) -> list[list[Sample]]:
+    """``samples`` by path, gathered into the units a split moves whole: the members of a group
+    together, every other sample alone."""
     units: dict[tuple[str, str], list[Sample]] = defaultdict(list)
     for s in sorted(samples, key=lambda s: s.path):
         units[(s.group, "") if s.group else ("", s.path)].append(s)
-    order = list(units.values())
+    return list(units.values())
+
+
+def _carve_grouped(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    rng = random.Random(seed)
+    order = group_units(samples)
     rng.shuffle(order)
     sizes = Counter(s.label for s in samples)
     room = {c: min(n - 1, max(1, round(fraction * n))) if n > 1 else 0 for c, n in sizes.items()}

@@ -14,7 +14,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..files import write_text
-from .index import SPLITS, DataError, DataIndex, Sample, file_digest, imbalance_note, load_index, write_manifest
+from .index import (
+    SPLITS,
+    DataError,
+    DataIndex,
+    Sample,
+    file_digest,
+    group_units,
+    imbalance_note,
+    load_index,
+    write_manifest,
+)
 
 __all__ = ["SplitSpec", "make_split", "split_folder", "read_groups", "name_groups", "duplicate_files"]
 
@@ -108,10 +118,7 @@ def make_split(
     too. Deterministic for a given ``spec.seed``.
     """
     rng = random.Random(spec.seed)
-    units: dict[tuple[str, str], list[Sample]] = defaultdict(list)
-    for s in name_groups(sorted(samples, key=lambda s: s.path), groups or []):
-        units[(s.group, "") if s.group else ("", s.path)].append(s)
-    order = list(units.values())
+    order = group_units(name_groups(samples, groups or []))
     rng.shuffle(order)
     order.sort(key=len, reverse=True)  # place groups first so they fit the quotas exactly
     per_class = Counter(s.label for s in samples)

@@ -84,11 +84,11 @@ def fit_logistic(
         raise ValueError(f"{len(groups)} group names for {n} images")
     units = {}  # an image with no group is its own unit
     unit = [units.setdefault(g or ("", i), len(units)) for i, g in enumerate(groups or [""] * n)]
-    groups = np.repeat(np.asarray(unit), v)
+    row_units = np.repeat(np.asarray(unit), v)
     missing = sorted(set(range(num_classes)) - set(np.unique(y).tolist()))
     if missing:
         raise ValueError(f"no training images of class index {missing}: the logistic head needs every class")
-    folds, k = _folds(y, groups, seed)
+    folds, k = _folds(y, row_units, seed)
     weight = "balanced" if balanced else None
     # one BLAS thread: L-BFGS on a few thousand rows makes matrix-vector products too small to
     # share, and OpenBLAS's threads made the fit 3-4x slower on two cores (same result)
