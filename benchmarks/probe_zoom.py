@@ -32,19 +32,19 @@ PAIRS = ((1.0, 0.7), (1.0, 0.6), (1.0, 0.5))
 
 
 @torch.inference_mode()
-def features(samples, model, mean: np.ndarray, std: np.ndarray) -> dict[float, np.ndarray]:
+def features(samples, model, mean: np.ndarray, std: np.ndarray, fractions=FRACTIONS) -> dict[float, np.ndarray]:
     """``{fraction: (N, D) stage features of each image's centre crop of that fraction}``."""
-    out: dict[float, list] = {f: [] for f in FRACTIONS}
+    out: dict[float, list] = {f: [] for f in fractions}
     for i in range(0, len(samples), 32):
-        views: dict[float, list] = {f: [] for f in FRACTIONS}
+        views: dict[float, list] = {f: [] for f in fractions}
         for s in samples[i : i + 32]:
             im = Image.open(s.path).convert("RGB")
             w, h = im.size
-            for f in FRACTIONS:
+            for f in fractions:
                 box = ((w - w * f) / 2, (h - h * f) / 2, (w + w * f) / 2, (h + h * f) / 2)
                 a = (np.asarray(im.resize((224, 224), Image.BILINEAR, box=box), np.float32) / 255 - mean) / std
                 views[f].append(torch.from_numpy(a.transpose(2, 0, 1).copy()))
-        for f in FRACTIONS:
+        for f in fractions:
             x = torch.stack(views[f]).contiguous(memory_format=torch.channels_last)
             out[f].append(model.forward_features(x).float().numpy())
     return {f: np.concatenate(v) for f, v in out.items()}
