@@ -28,6 +28,7 @@ __all__ = [
     "write_manifest",
     "carve_validation",
     "group_units",
+    "fill_quotas",
     "conflicting_copies",
     "imbalance_note",
     "printable",
@@ -369,10 +370,15 @@ def carve_validation(samples: Sequence[Sample], fraction: float, seed: int) -> t
     for label in sorted(by_class):
         items = sorted(by_class[label], key=lambda s: s.path)
         rng.shuffle(items)
-        n_val = min(len(items) - 1, max(1, round(fraction * len(items)))) if len(items) > 1 else 0
+        n_val = _val_count(len(items), fraction)
         val += items[:n_val]
         train += items[n_val:]
     return train, val
+
+
+def _val_count(n: int, fraction: float) -> int:
+    """Validation images carved from a class of ``n``: at least one, and at least one left to train."""
+    return min(n - 1, max(1, round(fraction * n))) if n > 1 else 0
 
 
 def group_units(samples: Sequence[Sample]) -> list[list[Sample]]:
@@ -388,17 +394,23 @@ def _carve_grouped(samples: Sequence[Sample], fraction: float, seed: int) -> tup
     rng = random.Random(seed)
     order = group_units(samples)
     rng.shuffle(order)
-    sizes = Counter(s.label for s in samples)
-    room = {c: min(n - 1, max(1, round(fraction * n))) if n > 1 else 0 for c, n in sizes.items()}
-    train, val = [], []
-    for unit in order:
+    room = {c: _val_count(n, fraction) for c, n in Counter(s.label for s in samples).items()}
+    out = fill_quotas(order, {"val": room}, "train")
+    return sorted(out["train"], key=lambda s: s.path), sorted(out["val"], key=lambda s: s.path)
+
+
+def fill_quotas(units: list[list[Sample]], room: dict[str, dict[int, int]], rest: str) -> dict[str, list[Sample]]:
+    """Deal ``units`` in order, each whole, to the first split in ``room`` whose per-class room
+    still takes all of it (that room shrinks), else to ``rest``."""
+    out: dict[str, list[Sample]] = {split: [] for split in (*room, rest)}
+    for unit in units:
         need = Counter(s.label for s in unit)
-        fits = all(room[c] >= k for c, k in need.items())
-        if fits:
-            for c, k in need.items():
-                room[c] -= k
-        (val if fits else train).extend(unit)
-    return sorted(train, key=lambda s: s.path), sorted(val, key=lambda s: s.path)
+        target = next((k for k, left in room.items() if all(left.get(c, 0) >= n for c, n in need.items())), rest)
+        if target != rest:
+            for c, n in need.items():
+                room[target][c] -= n
+        out[target] += unit
+    return out
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> digest, for this process

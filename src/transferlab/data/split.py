@@ -20,6 +20,7 @@ from .index import (
     DataIndex,
     Sample,
     file_digest,
+    fill_quotas,
     group_units,
     imbalance_note,
     load_index,
@@ -122,18 +123,9 @@ def make_split(
     rng.shuffle(order)
     order.sort(key=len, reverse=True)  # place groups first so they fit the quotas exactly
     per_class = Counter(s.label for s in samples)
-    remaining = {split: {c: spec.quotas(per_class[c])[split] for c in range(n_classes)} for split in ("train", "val")}
-    out: dict[str, list[Sample]] = {split: [] for split in SPLITS}
-    for unit in order:
-        need = Counter(s.label for s in unit)
-        target = next(
-            (split for split in ("train", "val") if all(remaining[split][c] >= k for c, k in need.items())), "test"
-        )
-        if target != "test":
-            for c, k in need.items():
-                remaining[target][c] -= k
-        out[target] += unit
-    return {k: sorted(v, key=lambda s: s.path) for k, v in out.items() if v}
+    room = {split: {c: spec.quotas(per_class[c])[split] for c in range(n_classes)} for split in ("train", "val")}
+    out = fill_quotas(order, room, "test")
+    return {k: sorted(out[k], key=lambda s: s.path) for k in SPLITS if out[k]}
 
 
 def duplicate_files(splits: dict[str, list[Sample]]) -> list[tuple[str, str, str, str]]:
