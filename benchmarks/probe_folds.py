@@ -3,7 +3,7 @@ dfdc pairs every face swap with the real video frame it was made from (same acto
 ciplab pairs a few composites with their sources. The probe_zoom features (lite0 stage features
 at 224 px of the whole image and of centre crops, no augmented views) of bench_detect's usual
 split, standardised, logistic regression with C chosen by 5-fold CV (log loss, the product's
-grid) with folds by image and with folds grouped by the data's ``same_source_pairs.csv``. For
+grid) with folds by image and with folds grouped by the manifest's ``group`` column. For
 each: the chosen C, the 5-fold ROC-AUC at that C, and test ROC-AUC.
 
     .venv/bin/python benchmarks/probe_zoom.py --data dfdc,ciplab   # the features, once
@@ -23,22 +23,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import RESULTS, save
-from bench_detect import DATA
 from probe_zoom import load
 
 VIEWS = ((1.0, 0.5), (1.0,), (0.6,))  # the zoom default's views, the whole image, the best centre
 
 
-def train_groups(ds: str) -> np.ndarray:
-    """Each training image's pair (its own index when it has none), in probe_zoom's row order."""
-    from transferlab.data.index import read_manifest
-    from transferlab.data.split import name_groups, read_groups
-
-    src, _ = DATA[ds]
-    samples = read_manifest(RESULTS / "detect" / ds / "split" / "split.csv").splits["train"]
-    named = name_groups(samples, read_groups(src / "same_source_pairs.csv", src))
+def fold_groups(samples) -> np.ndarray:
+    """Each sample's fold unit: its group in the manifest, or itself when it has none."""
     ids: dict[str, int] = {}
-    return np.array([ids.setdefault(s.group or s.path, len(ids)) for s in named])
+    return np.array([ids.setdefault(s.group or s.path, len(ids)) for s in samples])
+
+
+def train_groups(ds: str) -> np.ndarray:
+    """The fold units of bench_detect's training split of ``ds``, in probe_zoom's row order."""
+    from transferlab.data.index import read_manifest
+
+    return fold_groups(read_manifest(RESULTS / "detect" / ds / "split" / "split.csv").splits["train"])
 
 
 def fit(z, y, zt, yt, folds) -> dict:

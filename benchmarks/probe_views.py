@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import RESULTS, save
+from probe_folds import fold_groups
 from probe_residual import probe_model
 from probe_zoom import features
 
@@ -78,9 +79,7 @@ def main() -> None:
             tr, te = ix.splits["train"], ix.splits["test"]
             r_tr, r_te = ([row[str(Path(s.path).resolve())] for s in part] for part in (tr, te))
             y, yt = (np.array([int(s.label == pos) for s in part]) for part in (tr, te))
-            units: dict[str, int] = {}
-            groups = [units.setdefault(s.group or s.path, len(units)) for s in tr]
-            folds = list(StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(y, y, groups))
+            folds = list(StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(y, y, fold_groups(tr)))
             for name, views in VIEWS.items():
                 x, xt = (np.hstack([feats[f][r] for f in views]) for r in (r_tr, r_te))
                 scaler = StandardScaler().fit(x)
