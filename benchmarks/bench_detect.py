@@ -71,7 +71,11 @@ CONFIGS = {
     ),
     "zoom": (
         "stages 224 of the whole image and of its centre magnified 2x (input 448), logistic head",
-        ["--recipe", "detect", "--zoom", "2"],
+        ["--recipe", "detect", "--zoom", "2", "--centre", "0.5"],
+    ),
+    "zoom_centre06": (
+        "stages 224 of the whole image and of its centre 0.6 magnified (input 448), logistic head",
+        ["--recipe", "detect", "--zoom", "2", "--centre", "0.6"],
     ),
     "zoom_no_views": (
         "the same, no augmented views",

@@ -143,7 +143,8 @@ def test_a_residual_run_records_its_input_and_keeps_its_own_feature_cache(tiny_f
     assert " 20 came from the feature cache" in " ".join(run("residual2", input="residual").summary["data"]["notes"])
 
 
-def test_a_zoom_model_goes_through_checkpoint_onnx_and_gradcam(tmp_path):
+@pytest.mark.parametrize("centre", [None, 0.6])
+def test_a_zoom_model_goes_through_checkpoint_onnx_and_gradcam(tmp_path, centre):
     import onnxruntime as ort
     from skimage import data
 
@@ -152,14 +153,15 @@ def test_a_zoom_model_goes_through_checkpoint_onnx_and_gradcam(tmp_path):
     from transferlab.models.checkpoint import model_from_checkpoint
 
     torch.manual_seed(0)
-    model = create_model("efficientnet_lite0", 2, pretrained=False, features="stages", zoom=2).eval()
+    model = create_model("efficientnet_lite0", 2, pretrained=False, features="stages", zoom=2, centre=centre).eval()
     ckpt = {"model": model.state_dict(), "classes": ["fake", "real"], "backbone": "efficientnet_lite0"}
     x = torch.rand(3, 3, 128, 128)
-    again = model_from_checkpoint({**ckpt, "config": {"features": "stages", "zoom": 2}}).eval()
+    again = model_from_checkpoint({**ckpt, "config": {"features": "stages", "zoom": 2, "centre": centre}}).eval()
     module = Deployable(model, SPEC.mean, SPEC.std).eval()
     with torch.inference_mode():
         ref = module(x)[1].numpy()
-        assert again.zoom == 2 and np.allclose(Deployable(again, SPEC.mean, SPEC.std)(x)[1].numpy(), ref, atol=1e-6)
+        assert again.zoom == 2 and again.centre == centre
+        assert np.allclose(Deployable(again, SPEC.mean, SPEC.std)(x)[1].numpy(), ref, atol=1e-6)
     path = export_model(module, "onnx", tmp_path / "m.onnx", 128)
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], {"image": x.numpy()})[0]
     assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
@@ -192,3 +194,14 @@ def test_a_zoom_run_records_it_and_predicts_at_twice_the_size(tiny_folder, tmp_p
     assert model_from_checkpoint(load_checkpoint(tmp_path / "zoom" / "best.pt")).zoom == 2
     rows = Predictor.from_run(tmp_path / "zoom").predict_paths([str(p) for p in sorted(tiny_folder.rglob("*.png"))[:3]])
     assert len(rows) == 3 and all(r.error is None and abs(sum(r.probs.values()) - 1) < 1e-5 for r in rows)
+    assert res.summary["centre"] is None  # the centre half: cut at the input's own pixels
+
+    def notes(name: str, **over) -> str:
+        summary = train(load_config(None, {**cfg, "out": str(tmp_path / name), **over})).summary
+        assert summary["centre"] == (None if over["centre"] == 0.5 else over["centre"])
+        return " ".join(summary["data"]["notes"])
+
+    # 0.5 is 1 / zoom: the same views, so the same cached features; 0.6 is another view and is recomputed
+    assert " 0 came from the feature cache" not in notes("c05", centre=0.5)
+    assert " 0 came from the feature cache" in notes("c06", centre=0.6)
+    assert model_from_checkpoint(load_checkpoint(tmp_path / "c06" / "best.pt")).centre == 0.6

@@ -103,6 +103,21 @@ def test_zoom_sees_the_whole_image_shrunk_and_its_centre_at_full_scale():
         create_model("scratch_cnn", 2, pretrained=False, features="last", zoom=2)
 
 
+def test_a_centre_fraction_is_cut_from_the_middle_and_resized_to_the_view():
+    x = torch.randn(3, 3, 64, 66)
+    body = create_model("scratch_cnn", 2, pretrained=False, features="stages").body
+    views = ZoomBody(body, 2, centre=0.6).views(x)  # sides 38 and 40 (64 * 0.6 and 66 * 0.6, rounded)
+    assert views.shape == (6, 3, 32, 33)
+    assert torch.allclose(views[:3], torch.nn.functional.avg_pool2d(x, 2))
+    centre = torch.nn.functional.interpolate(x[..., 13:51, 13:53], size=(32, 33), mode="bilinear", align_corners=False)
+    assert torch.allclose(views[3:], centre)
+    assert not torch.allclose(views[3:], ZoomBody(body, 2).views(x)[3:])  # not the centre half
+    assert torch.equal(ZoomBody(body, 2, centre=0.5).views(x), ZoomBody(body, 2).views(x))  # 1 / zoom: no resampling
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="fraction in"):
+            ZoomBody(body, 2, centre=bad)
+
+
 def test_zoom_is_a_stage_feature_setting_and_scales_the_input():
     from transferlab.config import ConfigError, TrainConfig
 
@@ -110,5 +125,9 @@ def test_zoom_is_a_stage_feature_setting_and_scales_the_input():
         TrainConfig(data="d", features="last", zoom=2).validate()
     with pytest.raises(ConfigError, match="zoom must be 1 or more"):
         TrainConfig(data="d", zoom=0).validate()
+    with pytest.raises(ConfigError, match="add --zoom 2"):
+        TrainConfig(data="d", zoom=1, centre=0.6).validate()
+    with pytest.raises(ConfigError, match=r"in \(0, 1\): got 1.2"):
+        TrainConfig(data="d", centre=1.2).validate()
     spec = get_spec("efficientnet_lite0")
     assert spec.preprocess(zoom=2).input_size == 448 and spec.preprocess(112, zoom=2).input_size == 224

@@ -102,6 +102,7 @@ class TrainConfig:
     crop_views: int = 1  # native crops: K crops per image (a square grid: 1, 4, 9, ...), features averaged
     image_size: int | None = None  # None: the backbone's own input size
     zoom: int | None = None  # stages: the centre 1/N too, N times larger (input N x image size); None: recipe
+    centre: float | None = None  # zoom: the centre view's side, a fraction of the image's (None: 1/zoom)
     val_fraction: float = 0.2  # carved from train (stratified, seeded) when data has no val split
     num_workers: int = -1  # -1: chosen for this machine
     image_cache_mb: int = 2048  # memory budget for decoded images (0 = stream) and for features (beyond: on disk)
@@ -154,6 +155,12 @@ class TrainConfig:
             raise ConfigError(f"zoom must be 1 or more, got {self.zoom}")
         if (self.zoom or 1) > 1 and self.features == "last":
             raise ConfigError(f"zoom={self.zoom} adds the centre's stage features: add --features stages")
+        if self.centre is not None and not 0.0 < self.centre < 1.0:
+            raise ConfigError(
+                f"centre is the centre view's side, a fraction of the image's in (0, 1): got {self.centre}"
+            )
+        if self.centre is not None and self.zoom == 1:
+            raise ConfigError(f"centre={self.centre} sizes the centre view that zoom adds: add --zoom 2")
         if self.head == "logistic" and not get_mode(self.mode).head_on_features:
             raise ConfigError(
                 f"head=logistic is fitted on cached frozen features: use it with --mode features or lpft, "

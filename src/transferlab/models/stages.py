@@ -98,29 +98,43 @@ class EnsembleBody(nn.Module):
 
 class ZoomBody(nn.Module):
     """Two views of one image through ``body``, their features concatenated ``(B, 2 * D)``: the
-    whole image shrunk ``zoom`` times (average pooling), and its centre ``1 / zoom`` at the input's
-    own pixels. Both views are ``(H // zoom, W // zoom)``, so the body runs once on a batch of 2B.
+    whole image shrunk ``zoom`` times (average pooling), and its centre magnified. Both views are
+    ``(H // zoom, W // zoom)``, so the body runs once on a batch of 2B.
+
+    ``centre``: the centre view's side as a fraction of the image's. ``None``: ``1 / zoom``, cut
+    at the input's own pixels (no resampling). Any other fraction is cut (its side rounded to
+    whole pixels) and resized bilinearly to the view's size, inside the model, so every runtime
+    (ONNX ``Resize``) sees the same pixels.
 
     Face crops put what a face swap or a Photoshop edit changes (eyes, nose, mouth, the blend
     around them) in the middle of the image; the centre view shows it the backbone at ``zoom``
     times the scale of the whole view, which keeps the context. Grad-CAM explains the whole view.
     """
 
-    def __init__(self, body: nn.Module, zoom: int):
+    def __init__(self, body: nn.Module, zoom: int, centre: float | None = None):
         super().__init__()
         if zoom < 2:
             raise ValueError(f"zoom must be 2 or more, got {zoom}")
+        if centre is not None and not 0.0 < centre < 1.0:
+            raise ValueError(f"centre must be a fraction in (0, 1), got {centre}")
         if not hasattr(body, "forward_with_cam"):
             raise ValueError("zoom concatenates stage features: use it with features='stages'")
-        self.body, self.zoom = body, zoom
+        self.body, self.zoom, self.centre = body, zoom, centre
 
     def views(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> ``(2B, 3, H // zoom, W // zoom)``: the whole images, then their centres."""
-        z = self.zoom
-        h, w = x.shape[-2] // z, x.shape[-1] // z
-        top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+        z, (H, W) = self.zoom, x.shape[-2:]
+        h, w = H // z, W // z
         whole = nn.functional.avg_pool2d(x, z)[..., :h, :w]
-        return torch.cat([whole, x[..., top : top + h, left : left + w]])
+        if self.centre is None:
+            ch, cw = h, w
+        else:
+            ch, cw = max(1, round(H * self.centre)), max(1, round(W * self.centre))
+        top, left = (H - ch) // 2, (W - cw) // 2
+        centre = x[..., top : top + ch, left : left + cw]
+        if (ch, cw) != (h, w):
+            centre = nn.functional.interpolate(centre, size=(h, w), mode="bilinear", align_corners=False)
+        return torch.cat([whole, centre])
 
     @staticmethod
     def _joined(feats: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,7 @@ class TransferModel(nn.Module):
     (:mod:`~transferlab.models.inputs`); the residual is computed inside the model.
     ``zoom`` > 1 (stage features only): the body also looks at the image's centre magnified
     (:class:`~transferlab.models.stages.ZoomBody`); inputs are then ``zoom`` times the backbone's size.
+    ``centre``: that view's side as a fraction of the image's (``None``: ``1 / zoom``).
     With ``frozen_body`` the body runs without gradients and stays in eval mode, so its
     batch-norm statistics do not drift (feature-extraction mode).
     """
@@ -70,6 +71,7 @@ class TransferModel(nn.Module):
         features: str = "last",
         input: str = "image",
         zoom: int = 1,
+        centre: float | None = None,
     ):
         super().__init__()
         from .stages import EnsembleBody, StageFeatures, Standardize, ZoomBody
@@ -77,7 +79,8 @@ class TransferModel(nn.Module):
         self.backbone_name = spec.name
         self.features = features
         self.input, self.input_layer = input, make_input(input, spec.mean, spec.std)
-        self.zoom = zoom
+        # None for one view, and for 1 / zoom (the same views as no fraction: one cache key, one record)
+        self.zoom, self.centre = zoom, (centre if zoom > 1 and centre not in (None, 1 / zoom) else None)
         self.cam_layer = spec.cam_layer  # for an ensemble: members.0.<first member's cam layer>
         if isinstance(body, EnsembleBody):
             self.aux_head = None
@@ -96,7 +99,7 @@ class TransferModel(nn.Module):
             if features == "stages":
                 body = StageFeatures(body, spec.stages)
         if zoom > 1:
-            body = ZoomBody(body, zoom)
+            body = ZoomBody(body, zoom, centre)
         self.body = body
         self.feature_dim = (
             dim
@@ -237,6 +240,7 @@ def create_model(
     features: str = "last",
     input: str = "image",
     zoom: int = 1,
+    centre: float | None = None,
 ) -> TransferModel:
     """Build backbone ``name`` with a new ``num_classes`` head.
 
@@ -246,7 +250,8 @@ def create_model(
     stage) or ``stages`` (pooled statistics of every stage). ``name`` may join several
     backbones with ``+`` (an ensemble: their features are concatenated). ``input``: ``image``, or
     ``residual`` (the body sees the image's neighbouring-pixel residual). ``zoom`` > 1 (with
-    ``features="stages"``): the whole image and its centre magnified, features concatenated.
+    ``features="stages"``): the whole image and its centre magnified, features concatenated;
+    ``centre`` is that view's side as a fraction of the image's (``None``: ``1 / zoom``).
     """
     if features not in FEATURES:
         raise ValueError(f"features='{features}' is not one of {', '.join(FEATURES)}")
@@ -266,7 +271,7 @@ def create_model(
             create_model(m, num_classes, pretrained, None, 0.0, download_timeout, features).body
             for m in name.split("+")
         ]
-        return TransferModel(spec, EnsembleBody(members), num_classes, dropout, features, input, zoom)
+        return TransferModel(spec, EnsembleBody(members), num_classes, dropout, features, input, zoom, centre)
     net = spec.build()
     if weights_path is not None:
         W.load_local(net, weights_path, name)
@@ -277,4 +282,4 @@ def create_model(
             spec.weights.load_into(net, name)
         finally:
             socket.setdefaulttimeout(old)
-    return TransferModel(spec, net, num_classes, dropout, features, input, zoom)
+    return TransferModel(spec, net, num_classes, dropout, features, input, zoom, centre)

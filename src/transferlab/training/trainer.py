@@ -96,6 +96,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
         features=_features(cfg),
         input=cfg.input,
         zoom=cfg.zoom or 1,
+        centre=cfg.centre,
     )
     return apply_mode(model, cfg)
 
@@ -688,6 +689,7 @@ def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
         "features": model.features,
         "input": model.input,
         "zoom": model.zoom,
+        "centre": model.centre,
         "head": cfg.head,
         "recipe": cfg.recipe,
         **writer.extra,
