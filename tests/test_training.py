@@ -173,6 +173,19 @@ def test_groups_on_a_flat_folder_keep_pairs_on_one_side_and_in_one_fold(tiny_fol
     assert res.summary["logistic"]["fold_units"] == n_train - len(in_train)
 
 
+def test_a_pairs_file_in_the_data_folder_that_the_run_does_not_use_is_pointed_out(tiny_folder, tmp_path):
+    from transferlab.data.split import PAIRS_FILE
+    from transferlab.training.trainer import prepare_data
+
+    pairs = tiny_folder / PAIRS_FILE
+    pairs.write_text("file_a,file_b\nfake/fake_00.png,real/real_00.png\n")
+    cfg = {"data": str(tiny_folder), "out": str(tmp_path / "run")}
+    _, notes = prepare_data(load_config(None, cfg))
+    assert any(n.startswith("warning:") and f"add --groups {pairs}" in n for n in notes)
+    _, notes = prepare_data(load_config(None, {**cfg, "groups": str(pairs)}))
+    assert not any("does not use" in n for n in notes) and any("groups: 2 images in 1 groups" in n for n in notes)
+
+
 @pytest.mark.parametrize(
     "content, match", [(None, "cannot be read"), ("file_a,file_b\nfake/nothing.png,real/none.png\n", "names none")]
 )

@@ -82,6 +82,7 @@ def _launched_elsewhere(a) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data.split import PAIRS_FILE
     from .modes import names as mode_names
 
     ap = argparse.ArgumentParser(prog="transferlab", description="Transfer learning for small image folders.")
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-per-class", type=int, help="flat folders: validation images per class (else 15%%)")
     p.add_argument(
         "--groups-name",
-        default="same_source_pairs.csv",
+        default=PAIRS_FILE,
         help="a file of pairs inside a data folder kept on one side of its split (when present)",
     )
     _add_train_flags(p, skip=("out", "groups"))

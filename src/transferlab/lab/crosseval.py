@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..data.index import DataError, printable
-from ..data.split import SplitSpec
+from ..data.split import PAIRS_FILE, SplitSpec
 from ..evaluation.scoring import evaluate_run
 from ..files import write_text
 from ..reports.html import figure, page, table
@@ -86,7 +86,7 @@ def crosseval(
     out: str | Path,
     overrides: dict | None = None,
     split: SplitSpec | None = None,
-    groups_name: str | None = "same_source_pairs.csv",
+    groups_name: str | None = PAIRS_FILE,
 ) -> dict:
     """Train on each data set in ``data``, test on all of them; returns (and writes) ``crosseval.json``.
 

@@ -25,6 +25,7 @@ from ..config import ConfigError, TrainConfig, config_to_dict, load_config
 from ..data.index import DataIndex, carve_validation, conflicting_copies, imbalance_note, load_index, printable
 from ..data.loading import cache_or_stream, make_loader
 from ..data.preprocess import Preprocess
+from ..data.split import PAIRS_FILE
 from ..data.transforms import AugmentSpec, eval_transform, train_transform
 from ..metrics import classification_report, guess_positive
 from ..models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -167,6 +168,12 @@ def prepare_data(cfg: TrainConfig) -> tuple[DataIndex, list[str]]:
         raise ConfigError(f"'{cfg.data}' has no training images (no train split)")
     if cfg.groups:
         notes.append(_name_groups(index, cfg))
+    elif (Path(cfg.data) / PAIRS_FILE).is_file():
+        notes.append(
+            f"warning: '{cfg.data}' has a {PAIRS_FILE} that this run does not use: add --groups "
+            f"{Path(cfg.data) / PAIRS_FILE} to keep each pair on one side of the validation split and in one "
+            "fold of the head's cross-validation"
+        )
     if not index.splits.get("val"):
         train, val = carve_validation(index.splits["train"], cfg.val_fraction, cfg.seed)
         index.splits["train"], index.splits["val"] = train, val
