@@ -113,6 +113,9 @@ def test_a_centre_fraction_is_cut_from_the_middle_and_resized_to_the_view():
     assert torch.allclose(views[3:], centre)
     assert not torch.allclose(views[3:], ZoomBody(body, 2).views(x)[3:])  # not the centre half
     assert torch.equal(ZoomBody(body, 2, centre=0.5).views(x), ZoomBody(body, 2).views(x))  # 1 / zoom: no resampling
+    odd = create_model("scratch_cnn", 2, pretrained=False, features="stages", zoom=2, centre=0.5).body
+    y = torch.randn(1, 3, 67, 67)  # 67 * 0.5 rounds to 34, but 1 / zoom is the plain middle 33 px
+    assert torch.equal(odd.views(y)[1:], y[..., 17:50, 17:50])
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="fraction in"):
             ZoomBody(body, 2, centre=bad)

@@ -99,7 +99,7 @@ class TransferModel(nn.Module):
             if features == "stages":
                 body = StageFeatures(body, spec.stages)
         if zoom > 1:
-            body = ZoomBody(body, zoom, centre)
+            body = ZoomBody(body, zoom, self.centre)  # 1 / zoom cut exactly, whatever the input's size
         self.body = body
         self.feature_dim = (
             dim
