@@ -531,6 +531,7 @@ _row = st.one_of(
 @settings(max_examples=150, deadline=None)
 @example("path,label,split", [["img/fake/fake_00.png", "fake", "\n"]], "utf-8")  # a newline in a quoted field
 @example("path,label,split", [["a\nb.png", "fake", "train"], ["a\nb.png", "real", "train"]], "utf-8")
+@example("path,label,split", [["0", "0\n0"], ["img/fake/fake_00.png", "fake", "train"]], "utf-8")  # class, no image
 @given(
     st.sampled_from(["path,label,split", "path,label", "label,path", "file,label", ""]),
     st.lists(_row, max_size=12),
@@ -556,3 +557,14 @@ def test_manifest_reader_never_raises_anything_but_data_error(header, rows, enco
         assert str(e) and "\n" not in str(e)
     else:
         assert len(index.classes) >= 2 and all(s.label < len(index.classes) for s in index.all_samples())
+
+
+def test_a_class_folder_named_with_a_newline_is_named_on_one_line(tmp_path):
+    from transferlab.data.index import DataError, load_index
+
+    (tmp_path / "real").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "real" / "x.png")
+    (tmp_path / "fa\nke").mkdir()  # empty: refused, and the message names it
+    with pytest.raises(DataError, match=r"class folder '.*fa\\nke' has no readable images") as e:
+        load_index(tmp_path)
+    assert "\n" not in str(e.value)

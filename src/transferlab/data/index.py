@@ -165,7 +165,9 @@ def _scan_folder(root: Path, classes: list[str] | None, skipped, verify) -> tupl
     samples: list[Sample] = []
     for d in dirs:
         if d.name not in names:
-            raise DataError(f"class folder '{d}' is not one of the training classes {names}; rename it or remove it")
+            raise DataError(
+                f"class folder '{_show(d)}' is not one of the training classes {names}; rename it or remove it"
+            )
         before = len(skipped)
         files = _list_class_dir(d, skipped, verify)
         if not files:
@@ -173,7 +175,9 @@ def _scan_folder(root: Path, classes: list[str] | None, skipped, verify) -> tupl
             detail = (
                 f" ({len(bad)} files skipped: {', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})" if bad else ""
             )
-            raise DataError(f"class folder '{d}' has no readable images{detail}; add images or remove the folder")
+            raise DataError(
+                f"class folder '{_show(d)}' has no readable images{detail}; add images or remove the folder"
+            )
         samples += [Sample(f, names.index(d.name)) for f in files]
     return names, samples
 
@@ -294,7 +298,7 @@ def read_manifest(path: str | Path, verify: bool = True) -> DataIndex:
     _check_classes(index)
     for i, name in enumerate(classes):
         if not any(s.label == i for s in index.all_samples()):
-            raise DataError(f"manifest '{path}': class '{name}' has no readable images")
+            raise DataError(f"manifest '{path}': class '{_show(name)}' has no readable images")
     return index
 
 
