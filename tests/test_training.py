@@ -174,7 +174,7 @@ def test_groups_on_a_flat_folder_keep_pairs_on_one_side_and_in_one_fold(tiny_fol
 
 
 def test_a_pairs_file_in_the_data_folder_that_the_run_does_not_use_is_pointed_out(tiny_folder, tmp_path):
-    from transferlab.data.split import PAIRS_FILE
+    from transferlab.config import PAIRS_FILE
     from transferlab.training.trainer import prepare_data
 
     pairs = tiny_folder / PAIRS_FILE

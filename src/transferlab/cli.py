@@ -82,7 +82,7 @@ def _launched_elsewhere(a) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data.split import PAIRS_FILE
+    from .config import PAIRS_FILE  # light: the CLI starts without numpy and PIL
     from .modes import names as mode_names
 
     ap = argparse.ArgumentParser(prog="transferlab", description="Transfer learning for small image folders.")

@@ -31,6 +31,7 @@ __all__ = [
     "FEATURE_KINDS",
     "HEADS",
     "INPUT_KINDS",
+    "PAIRS_FILE",
     "load_config",
     "config_to_dict",
     "save_config",
@@ -52,6 +53,9 @@ DEFAULT_MODEL = "efficientnet_lite0"
 
 class ConfigError(ValueError):
     """A config key or value that cannot be used; the message says the fix."""
+
+
+PAIRS_FILE = "same_source_pairs.csv"  # a data folder's pairs, by convention: crosseval uses it, train points to it
 
 
 @dataclass

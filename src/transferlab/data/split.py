@@ -27,9 +27,7 @@ from .index import (
     write_manifest,
 )
 
-__all__ = ["SplitSpec", "make_split", "split_folder", "read_groups", "name_groups", "duplicate_files", "PAIRS_FILE"]
-
-PAIRS_FILE = "same_source_pairs.csv"  # a data folder's pairs, by convention: crosseval uses it, train points to it
+__all__ = ["SplitSpec", "make_split", "split_folder", "read_groups", "name_groups", "duplicate_files"]
 
 
 @dataclass

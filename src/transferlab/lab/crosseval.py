@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ConfigError
+from ..config import PAIRS_FILE, ConfigError
 from ..data.index import DataError, printable
-from ..data.split import PAIRS_FILE, SplitSpec
+from ..data.split import SplitSpec
 from ..evaluation.scoring import evaluate_run
 from ..files import write_text
 from ..reports.html import figure, page, table

@@ -21,11 +21,10 @@ import numpy as np
 import torch
 
 from .. import __version__, distributed
-from ..config import ConfigError, TrainConfig, config_to_dict, load_config
+from ..config import PAIRS_FILE, ConfigError, TrainConfig, config_to_dict, load_config
 from ..data.index import DataIndex, carve_validation, conflicting_copies, imbalance_note, load_index, printable
 from ..data.loading import cache_or_stream, make_loader
 from ..data.preprocess import Preprocess
-from ..data.split import PAIRS_FILE
 from ..data.transforms import AugmentSpec, eval_transform, train_transform
 from ..metrics import classification_report, guess_positive
 from ..models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
