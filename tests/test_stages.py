@@ -25,6 +25,7 @@ def test_stage_features_for_every_backbone(name):
     assert len(maps) >= 3  # shallow, middle and deep stages, not only the last
     assert [m.shape[0] for m in maps] == [2] * len(maps)
     assert model.feature_dim == 2 * sum(m.shape[1] for m in maps) == feats.shape[1]
+    assert model.feature_blocks() == tuple(2 * m.shape[1] for m in maps)  # one block per stage, in column order
     assert torch.isfinite(feats).all()
     # the first maps are shallower (larger) than the final one: early traces are kept
     assert maps[0].shape[-1] > maps[-1].shape[-1]
@@ -81,6 +82,24 @@ def test_ensemble_concatenates_member_features():
         get_spec("efficientnet_lite0+resnet18")
     with pytest.raises(KeyError, match="two or more different"):
         get_spec("efficientnet_lite0+efficientnet_lite0")
+
+
+def test_feature_blocks_follow_views_and_members_and_leave_the_body_untouched():
+    lite0 = create_model("efficientnet_lite0", 2, pretrained=False, features="stages")
+    stages = lite0.feature_blocks()
+    assert len(stages) == 9 and stages[-1] == 2 * 1280 and sum(stages) == lite0.feature_dim
+    zoom = create_model("efficientnet_lite0", 2, pretrained=False, features="stages", zoom=2, centre=0.6)
+    assert zoom.feature_blocks() == stages * 2  # the whole view's stages, then the centre's
+    both = create_model("efficientnet_lite0+efficientnet_lite1", 2, pretrained=False, features="stages")
+    lite1 = create_model("efficientnet_lite1", 2, pretrained=False, features="stages")
+    assert both.feature_blocks() == stages + lite1.feature_blocks()
+    last = create_model("efficientnet_lite0", 2, pretrained=False)
+    assert last.feature_blocks() == (last.feature_dim,)
+    # measured in eval mode: a training model keeps its mode and its batch-norm statistics
+    zoom.train()
+    before = {k: v.clone() for k, v in zoom.state_dict().items()}
+    zoom.feature_blocks()
+    assert zoom.training and all(torch.equal(v, zoom.state_dict()[k]) for k, v in before.items())
 
 
 def test_zoom_sees_the_whole_image_shrunk_and_its_centre_at_full_scale():

@@ -9,6 +9,7 @@ import yaml
 from conftest import HYMENOPTERA
 from transferlab.config import ConfigError, load_config
 from transferlab.models.checkpoint import load_checkpoint
+from transferlab.models.transfer import create_model
 from transferlab.training.trainer import train
 
 RUN_FILES = {
@@ -127,7 +128,6 @@ def test_features_mode_trains_only_the_head(tiny_folder, tmp_path, fast_override
     }
     res = train(load_config(None, over))
     assert res.summary["features"] == features and res.summary["head"] == ("sgd" if recipe == "classic" else "logistic")
-    from transferlab.models.transfer import create_model
 
     assert res.summary["zoom"] == (1 if recipe == "classic" else 2)  # the detect recipe adds the centre view
     ref = create_model("efficientnet_lite0", 2, pretrained=True, features=features, zoom=res.summary["zoom"])
@@ -135,6 +135,28 @@ def test_features_mode_trains_only_the_head(tiny_folder, tmp_path, fast_override
     body = {k: v for k, v in got.items() if k.startswith("body.")}
     assert body and all(torch.equal(v, ref.state_dict()[k]) for k, v in body.items())
     assert not torch.equal(got["head.weight"], ref.state_dict()["head.weight"])
+
+
+def test_the_logistic_head_gives_each_stage_of_each_view_an_equal_share_unless_told_not_to(
+    tiny_folder, tmp_path, fast_overrides
+):
+    from transferlab.training.logistic import block_weights
+
+    over = {**fast_overrides, "data": str(tiny_folder), "model": "efficientnet_lite0", "mode": "features"}
+    runs = {}
+    for balance in (True, False):  # the second run reads the first one's cached features
+        out = tmp_path / f"run_{balance}"
+        res = train(load_config(None, {**over, "image_size": 32, "out": str(out), "stage_balance": balance}))
+        assert res.summary["head"] == "logistic" and res.summary["zoom"] == 2
+        assert res.summary["logistic"]["blocks"] == (18 if balance else 1)  # 9 stages x 2 views
+        assert any("18 stage blocks given equal shares" in n for n in res.summary["data"]["notes"]) == balance
+        runs[balance] = load_checkpoint(out / "best.pt")["model"]
+    # the same standardisation, with each block's factor folded into the saved scale
+    blocks = create_model("efficientnet_lite0", 2, pretrained=False, features="stages", zoom=2).feature_blocks()
+    w = torch.from_numpy(block_weights(blocks, sum(blocks))).float()
+    assert torch.equal(runs[True]["feature_norm.mean"], runs[False]["feature_norm.mean"])
+    assert torch.allclose(runs[True]["feature_norm.scale"] * w, runs[False]["feature_norm.scale"], rtol=1e-5)
+    assert not torch.allclose(runs[True]["feature_norm.scale"], runs[False]["feature_norm.scale"])
 
 
 def test_the_logistic_head_keeps_the_manifests_groups_in_one_fold(tiny_folder, tmp_path, fast_overrides):
@@ -261,7 +283,6 @@ def test_lpft_probes_then_finetunes_and_saves_calibration(tiny_folder, tmp_path,
         assert out.count("/3  train loss") == 3 and "then fine-tuning everything" in out
     else:  # the logistic head on stage features, then fine-tuning through every stage
         assert "lpft: logistic head on cached stages features" in out and res.summary["features"] == "stages"
-    from transferlab.models.transfer import create_model
 
     ref = create_model("efficientnet_lite0", 2, pretrained=True, features=res.summary["features"]).state_dict()
     best = load_checkpoint(tmp_path / "run" / "best.pt")

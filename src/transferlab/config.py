@@ -72,6 +72,7 @@ class TrainConfig:
     features: str = "auto"  # last (pooled last stage) | stages (mean and std of every stage) | auto (recipe)
     input: str = "image"  # image | residual: the backbone sees the image's neighbouring-pixel residual (NPR)
     head: str = "auto"  # sgd (epochs of SGD/AdamW) | logistic (standardised, strength by CV; features/lpft) | auto
+    stage_balance: bool = True  # logistic head on stage features: every stage gets an equal share of the L2 prior
     epochs: int = 10  # passes over the training data (the logistic head needs one fit, not epochs)
     batch_size: int = 32  # images per optimisation step (evaluation uses twice this)
     optimizer: str = "adamw"  # sgd | adamw

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["StageFeatures", "EnsembleBody", "ZoomBody", "Standardize", "pool_stats"]
+__all__ = ["StageFeatures", "EnsembleBody", "ZoomBody", "Standardize", "pool_stats", "feature_blocks"]
 
 
 def pool_stats(maps: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -148,6 +148,26 @@ class ZoomBody(nn.Module):
         whole, centre = self.views(x).unflatten(0, (2, -1))
         feats, cam = self.body.forward_with_cam(whole)  # the map Grad-CAM differentiates must feed the logits
         return torch.cat([feats, self.body(centre)], 1), cam
+
+
+@torch.no_grad()
+def feature_blocks(body: nn.Module, size: int) -> tuple[int, ...]:
+    """Widths of the column blocks of ``body``'s features, in their order: one block per stage
+    (its mean and std together) of each zoom view and each ensemble member; a body without
+    stages is one block. Measured with one ``size`` px forward pass in eval mode."""
+    if isinstance(body, ZoomBody):
+        return feature_blocks(body.body, size // body.zoom) * 2
+    if isinstance(body, EnsembleBody):
+        return tuple(w for m in body.members for w in feature_blocks(m, size))
+    was = body.training
+    body.eval()
+    try:
+        x = torch.zeros(1, 3, size, size)
+        if isinstance(body, StageFeatures):
+            return tuple(2 * m.shape[1] for m in body.maps(x))
+        return (int(body(x).shape[1]),)
+    finally:
+        body.train(was)
 
 
 class Standardize(nn.Module):

@@ -101,10 +101,9 @@ class TransferModel(nn.Module):
         if zoom > 1:
             body = ZoomBody(body, zoom, self.centre)  # 1 / zoom cut exactly, whatever the input's size
         self.body = body
+        self._probe_size = max(spec.min_size, 64) * zoom
         self.feature_dim = (
-            dim
-            if features == "last" and not isinstance(body, EnsembleBody)
-            else _probe_dim(body, max(spec.min_size, 64) * zoom)
+            dim if features == "last" and not isinstance(body, EnsembleBody) else _probe_dim(body, self._probe_size)
         )
         self.feature_norm = Standardize(self.feature_dim)
         self.head = (
@@ -148,6 +147,16 @@ class TransferModel(nn.Module):
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
         return self
+
+    def feature_blocks(self) -> tuple[int, ...]:
+        """Widths of the feature blocks, in column order: one per stage of each view (stage
+        features), or one for the whole vector (:func:`~transferlab.models.stages.feature_blocks`)."""
+        from .stages import feature_blocks
+
+        if self.features == "last":
+            return (self.feature_dim,)
+        blocks = feature_blocks(self.body, self._probe_size)
+        return blocks if sum(blocks) == self.feature_dim else (self.feature_dim,)
 
     def linear_layer(self) -> nn.Linear:
         """The head's linear layer (the head may start with dropout)."""

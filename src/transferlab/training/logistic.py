@@ -8,12 +8,19 @@ nor the other half of a pair (split pairs read as the opposite label's twin; on 
 set they made cross-validation choose a 10x stronger regularisation than the data needs). The fitted
 mean/scale go into the model's ``feature_norm`` and the coefficients into its linear head, so
 ``predict``, ``evaluate``, ``export`` and ``serve`` use the result like any other head.
+
+Stage features come in blocks of very different widths (efficientnet_lite0: 32 to 2560 columns
+per stage), and with every standardised column alike under the L2 penalty the widest block, the
+final ImageNet-semantic map, holds most of the prior. ``blocks`` gives each block an equal share
+instead: its columns are scaled by ``sqrt(D / (n_blocks * width))`` (the total prior variance is
+unchanged), and the factor is folded into ``feature_norm.scale``, so the model is the same shape.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +28,7 @@ import torch
 
 from ..models.transfer import TransferModel
 
-__all__ = ["LogisticFit", "fit_logistic", "C_GRID"]
+__all__ = ["LogisticFit", "fit_logistic", "block_weights", "C_GRID"]
 
 C_GRID = tuple(float(c) for c in np.logspace(-5, 1, 13))  # inverse regularisation strengths tried
 
@@ -34,6 +41,7 @@ class LogisticFit:
     C: float
     folds: int
     fold_units: int = 0  # images, or groups of images, that the folds kept whole
+    blocks: int = 1  # feature blocks given an equal share of the L2 prior (1: every feature alike)
     cv_log_loss: dict[str, float] = field(default_factory=dict)
     train_accuracy: float = 0.0
     train_log_loss: float = 0.0
@@ -41,6 +49,17 @@ class LogisticFit:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def block_weights(blocks: Sequence[int] | None, dim: int) -> np.ndarray:
+    """``(dim,)`` factors on the standardised columns that give each block of ``blocks`` (widths
+    in column order) an equal share of the L2 prior, ``sqrt(dim / (n_blocks * width))``; all ones
+    for no blocks or one."""
+    if not blocks or len(blocks) == 1:
+        return np.ones(dim)
+    if sum(blocks) != dim or min(blocks) < 1:
+        raise ValueError(f"feature blocks {list(blocks)} do not tile {dim} columns")
+    return np.concatenate([np.full(w, np.sqrt(dim / (len(blocks) * w))) for w in blocks])
 
 
 def _folds(labels: np.ndarray, groups: np.ndarray, seed: int):
@@ -62,13 +81,16 @@ def fit_logistic(
     balanced: bool = False,
     fit_norm: bool = True,
     groups: list[str] | None = None,
+    blocks: Sequence[int] | None = None,
 ) -> LogisticFit:
     """Fit ``model.feature_norm`` and the linear head on ``feats (N, V, D)`` (V views per image)
     with ``labels (N,)``; ``balanced`` weighs each class by its inverse frequency (imbalanced
     data). ``fit_norm=False`` keeps a ``feature_norm`` already fitted on these rows (the trainer
     fits it while the features stream in). ``groups`` names each image's group ("" for none):
-    a group stays in one cross-validation fold. Returns the :class:`LogisticFit` summary; the
-    model is changed in place."""
+    a group stays in one cross-validation fold. ``blocks``: widths of the feature blocks (in
+    column order, summing to D) that get an equal share of the prior (see the module's note); the
+    factor is folded into ``feature_norm.scale``, so call this once per fitted ``feature_norm``.
+    Returns the :class:`LogisticFit` summary; the model is changed in place."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from threadpoolctl import threadpool_limits
 
@@ -78,7 +100,8 @@ def fit_logistic(
     x = feats.reshape(n * v, d)
     if fit_norm:
         model.feature_norm.fit(x)
-    z = model.feature_norm(x).double().numpy()
+    share = block_weights(blocks, d)
+    z = model.feature_norm(x).double().numpy() * share
     y = labels.repeat_interleave(v).numpy()
     if groups is not None and len(groups) != n:
         raise ValueError(f"{len(groups)} group names for {n} images")
@@ -112,11 +135,13 @@ def fit_logistic(
     with torch.no_grad():
         layer.weight.copy_(w)
         layer.bias.copy_(b)
+        model.feature_norm.scale.div_(torch.from_numpy(share).float())
     p = np.clip(clf.predict_proba(z), 1e-12, 1.0)
     return LogisticFit(
         C=c,
         folds=k,
         fold_units=len(units),
+        blocks=len(blocks) if blocks else 1,
         cv_log_loss=curve,
         train_accuracy=float((p.argmax(1) == y).mean()),
         train_log_loss=float(-np.log(p[np.arange(len(y)), y]).mean()),

@@ -456,9 +456,10 @@ def _fit_logistic_head(
     writer.extra["logistic"] = found.to_dict()
     grouped = len(data.train_features) - found.fold_units
     kept = f", the manifest's groups kept whole ({found.fold_units} units)" if grouped else ""
+    shared = f", {found.blocks} stage blocks given equal shares of the prior" if found.blocks > 1 else ""
     notes.append(
         f"logistic head: C {found.C:g} chosen by {found.folds}-fold cross-validation on the training "
-        f"split{kept} ({len(found.cv_log_loss)} strengths tried), {found.seconds:.1f}s"
+        f"split{kept} ({len(found.cv_log_loss)} strengths tried{shared}), {found.seconds:.1f}s"
     )
     writer.on_epoch_end(record, True, state, val)
     return state
@@ -478,6 +479,7 @@ def _cached_logistic_fit(model: TransferModel, data: _Data, cfg: TrainConfig):
         balanced=_balanced(cfg),
         fit_norm=not data.norm_fitted,
         groups=data.train_groups,
+        blocks=model.feature_blocks() if cfg.stage_balance else None,
     )
 
 
