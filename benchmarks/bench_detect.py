@@ -45,16 +45,32 @@ CONFIGS = {
         "last stage 448, logistic head",
         ["--recipe", "detect", "--features", "last", "--head", "logistic"],
     ),
-    # --zoom 1 pins the configurations measured before zoom 2 became the detect recipe's default
+    # --zoom 1 pins the configurations measured before zoom 2 became the detect recipe's default,
+    # and --no-stage-balance those measured before the logistic head gave each stage an equal share
     "stages_224__logistic_head": (
         "stages 224, logistic head (the default before zoom)",
-        ["--recipe", "detect", "--image-size", "224", "--zoom", "1"],
+        ["--recipe", "detect", "--image-size", "224", "--zoom", "1", "--no-stage-balance"],
     ),
     "default": ("default (real/fake: stages 224 of the whole image and its centre zoomed 2x, logistic head)", []),
-    "stages_448__logistic_head": ("stages 448, logistic head", ["--image-size", "448", "--zoom", "1"]),
+    "stages_448__logistic_head": (
+        "stages 448, logistic head",
+        ["--image-size", "448", "--zoom", "1", "--no-stage-balance"],
+    ),
     "native_crops": (
         "stages, 4 native crops of 224, logistic head",
-        ["--recipe", "detect", "--crop", "native", "--crop-views", "4", "--image-size", "224", "--zoom", "1"],
+        [
+            "--recipe",
+            "detect",
+            "--crop",
+            "native",
+            "--crop-views",
+            "4",
+            "--image-size",
+            "224",
+            "--zoom",
+            "1",
+            "--no-stage-balance",
+        ],
     ),
     "ensemble": (
         "ensemble lite0+lite2 stages 448, logistic head",
@@ -67,27 +83,32 @@ CONFIGS = {
             "448",
             "--zoom",
             "1",
+            "--no-stage-balance",
         ],
     ),
     "zoom": (
         "stages 224 of the whole image and of its centre magnified 2x (input 448), logistic head",
-        ["--recipe", "detect", "--zoom", "2", "--centre", "0.5"],
+        ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--no-stage-balance"],
     ),
     "zoom_centre06": (
         "stages 224 of the whole image and of its centre 0.6 magnified (input 448), logistic head",
-        ["--recipe", "detect", "--zoom", "2", "--centre", "0.6"],
+        ["--recipe", "detect", "--zoom", "2", "--centre", "0.6", "--no-stage-balance"],
+    ),
+    "zoom_balanced": (
+        "zoom 2 (centre 0.5), every stage an equal share of the logistic head's prior",
+        ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance"],
     ),
     "zoom_no_views": (
         "the same, no augmented views",
-        ["--recipe", "detect", "--zoom", "2", "--augment", "none"],
+        ["--recipe", "detect", "--zoom", "2", "--augment", "none", "--no-stage-balance"],
     ),
     "residual": (
         "stages 224 of the neighbouring-pixel residual, no augmented views, logistic head",
-        ["--recipe", "detect", "--input", "residual", "--augment", "none", "--zoom", "1"],
+        ["--recipe", "detect", "--input", "residual", "--augment", "none", "--zoom", "1", "--no-stage-balance"],
     ),
     "lpft": (
         "lpft: stages 224, logistic probe, then 4 epochs fine-tuning",
-        ["--recipe", "detect", "--mode", "lpft", "--epochs", "4"],
+        ["--recipe", "detect", "--mode", "lpft", "--epochs", "4", "--no-stage-balance"],
     ),
 }
 
