@@ -98,6 +98,10 @@ CONFIGS = {
         "zoom 2 (centre 0.5), every stage an equal share of the logistic head's prior",
         ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance"],
     ),
+    "zoom_balanced_jpeg08": (
+        "the same, JPEG views with probability 0.8 (0.5 by default)",
+        ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance", "--jpeg-prob", "0.8"],
+    ),
     "zoom_no_views": (
         "the same, no augmented views",
         ["--recipe", "detect", "--zoom", "2", "--augment", "none", "--no-stage-balance"],

@@ -7,8 +7,9 @@ Two recipes, chosen by measurement (BENCHMARKS.md, "Detection recipes"):
 - ``detect``: for real-vs-fake data. Mean and standard deviation of every stage of the frozen
   backbone (``features: stages``) at the pretraining size in ``features`` mode, of the whole
   image and of its centre magnified 2x (``zoom: 2``: where face edits and swaps are), a
-  standardised logistic-regression head fitted in seconds on cached features, and the robust
-  augmentation (blur, JPEG, noise) so the head does not lean on traces that one re-save destroys.
+  standardised logistic-regression head fitted in seconds on cached features (every stage an
+  equal share of its L2 prior: ``stage_balance``), and the robust augmentation (blur, JPEG,
+  noise) so the head does not lean on traces that one re-save destroys.
 
 ``recipe: auto`` picks ``detect`` for two-class data with one class named like fake/generated/GAN
 (:func:`transferlab.metrics.looks_real_fake`), ``classic`` otherwise. Any setting given
