@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from transferlab.models.registry import get_spec, names
-from transferlab.models.stages import StageFeatures, Standardize, ZoomBody, pool_stats
+from transferlab.models.stages import StageFeatures, Standardize, ZoomBody, feature_blocks, pool_stats
 from transferlab.models.transfer import create_model
 
 
@@ -25,7 +25,7 @@ def test_stage_features_for_every_backbone(name):
     assert len(maps) >= 3  # shallow, middle and deep stages, not only the last
     assert [m.shape[0] for m in maps] == [2] * len(maps)
     assert model.feature_dim == 2 * sum(m.shape[1] for m in maps) == feats.shape[1]
-    assert model.feature_blocks() == tuple(2 * m.shape[1] for m in maps)  # one block per stage, in column order
+    assert model.feature_blocks == tuple(2 * m.shape[1] for m in maps)  # one block per stage, in column order
     assert torch.isfinite(feats).all()
     # the first maps are shallower (larger) than the final one: early traces are kept
     assert maps[0].shape[-1] > maps[-1].shape[-1]
@@ -86,19 +86,19 @@ def test_ensemble_concatenates_member_features():
 
 def test_feature_blocks_follow_views_and_members_and_leave_the_body_untouched():
     lite0 = create_model("efficientnet_lite0", 2, pretrained=False, features="stages")
-    stages = lite0.feature_blocks()
+    stages = lite0.feature_blocks
     assert len(stages) == 9 and stages[-1] == 2 * 1280 and sum(stages) == lite0.feature_dim
     zoom = create_model("efficientnet_lite0", 2, pretrained=False, features="stages", zoom=2, centre=0.6)
-    assert zoom.feature_blocks() == stages * 2  # the whole view's stages, then the centre's
+    assert zoom.feature_blocks == stages * 2  # the whole view's stages, then the centre's
     both = create_model("efficientnet_lite0+efficientnet_lite1", 2, pretrained=False, features="stages")
     lite1 = create_model("efficientnet_lite1", 2, pretrained=False, features="stages")
-    assert both.feature_blocks() == stages + lite1.feature_blocks()
+    assert both.feature_blocks == stages + lite1.feature_blocks
     last = create_model("efficientnet_lite0", 2, pretrained=False)
-    assert last.feature_blocks() == (last.feature_dim,)
+    assert last.feature_blocks == (last.feature_dim,)
     # measured in eval mode: a training model keeps its mode and its batch-norm statistics
     zoom.train()
     before = {k: v.clone() for k, v in zoom.state_dict().items()}
-    zoom.feature_blocks()
+    assert feature_blocks(zoom.body, 128) == stages * 2
     assert zoom.training and all(torch.equal(v, zoom.state_dict()[k]) for k, v in before.items())
 
 

@@ -154,7 +154,8 @@ class ZoomBody(nn.Module):
 def feature_blocks(body: nn.Module, size: int) -> tuple[int, ...]:
     """Widths of the column blocks of ``body``'s features, in their order: one block per stage
     (its mean and std together) of each zoom view and each ensemble member; a body without
-    stages is one block. Measured with one ``size`` px forward pass in eval mode."""
+    stages is one block (its feature width). Measured with one ``size`` px forward pass in eval
+    mode; the body's mode is restored."""
     if isinstance(body, ZoomBody):
         return feature_blocks(body.body, size // body.zoom) * 2
     if isinstance(body, EnsembleBody):

@@ -74,7 +74,7 @@ class TransferModel(nn.Module):
         centre: float | None = None,
     ):
         super().__init__()
-        from .stages import EnsembleBody, StageFeatures, Standardize, ZoomBody
+        from .stages import EnsembleBody, StageFeatures, Standardize, ZoomBody, feature_blocks
 
         self.backbone_name = spec.name
         self.features = features
@@ -101,10 +101,14 @@ class TransferModel(nn.Module):
         if zoom > 1:
             body = ZoomBody(body, zoom, self.centre)  # 1 / zoom cut exactly, whatever the input's size
         self.body = body
-        self._probe_size = max(spec.min_size, 64) * zoom
-        self.feature_dim = (
-            dim if features == "last" and not isinstance(body, EnsembleBody) else _probe_dim(body, self._probe_size)
+        # the widths of the feature blocks, in column order: one per stage of each view and member
+        # (stage features), or one for the whole vector; measured with one small forward pass
+        self.feature_blocks: tuple[int, ...] = (
+            (dim,)
+            if features == "last" and not isinstance(body, EnsembleBody)
+            else feature_blocks(body, max(spec.min_size, 64) * zoom)
         )
+        self.feature_dim = sum(self.feature_blocks)
         self.feature_norm = Standardize(self.feature_dim)
         self.head = (
             nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, num_classes))
@@ -147,16 +151,6 @@ class TransferModel(nn.Module):
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
         return self
-
-    def feature_blocks(self) -> tuple[int, ...]:
-        """Widths of the feature blocks, in column order: one per stage of each view (stage
-        features), or one for the whole vector (:func:`~transferlab.models.stages.feature_blocks`)."""
-        from .stages import feature_blocks
-
-        if self.features == "last":
-            return (self.feature_dim,)
-        blocks = feature_blocks(self.body, self._probe_size)
-        return blocks if sum(blocks) == self.feature_dim else (self.feature_dim,)
 
     def linear_layer(self) -> nn.Linear:
         """The head's linear layer (the head may start with dropout)."""
@@ -224,16 +218,6 @@ class TransferModel(nn.Module):
 def _channels_last(module: nn.Module) -> bool:
     w = next((p for p in module.parameters() if p.ndim == 4), None)
     return w is not None and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
-
-
-def _probe_dim(body: nn.Module, size: int) -> int:
-    """Width of ``body``'s features, measured with one small forward pass in eval mode."""
-    was = body.training
-    body.eval()
-    with torch.no_grad():
-        dim = body(torch.zeros(1, 3, size, size)).shape[1]
-    body.train(was)
-    return int(dim)
 
 
 FEATURES = ("last", "stages")

@@ -101,7 +101,8 @@ def fit_logistic(
     if fit_norm:
         model.feature_norm.fit(x)
     share = block_weights(blocks, d)
-    z = model.feature_norm(x).double().numpy() * share
+    z = model.feature_norm(x).double().numpy()
+    z *= share  # in place: z is a fresh array, and a scaled copy would double the head's memory
     y = labels.repeat_interleave(v).numpy()
     if groups is not None and len(groups) != n:
         raise ValueError(f"{len(groups)} group names for {n} images")

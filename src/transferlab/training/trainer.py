@@ -479,7 +479,7 @@ def _cached_logistic_fit(model: TransferModel, data: _Data, cfg: TrainConfig):
         balanced=_balanced(cfg),
         fit_norm=not data.norm_fitted,
         groups=data.train_groups,
-        blocks=model.feature_blocks() if cfg.stage_balance else None,
+        blocks=model.feature_blocks if cfg.stage_balance else None,
     )
 
 
