@@ -102,6 +102,13 @@ CONFIGS = {
         "the same, JPEG views with probability 0.8 (0.5 by default)",
         ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance", "--jpeg-prob", "0.8"],
     ),
+    **{
+        f"zoom_balanced_invariance{mu.replace('.', '')}": (
+            f"the same, the head's prior against what the augmented views move (--invariance {mu})",
+            ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance", "--invariance", mu],
+        )
+        for mu in ("0.1", "0.3", "1")
+    },
     "zoom_no_views": (
         "the same, no augmented views",
         ["--recipe", "detect", "--zoom", "2", "--augment", "none", "--no-stage-balance"],

@@ -7,9 +7,10 @@ cannot show a difference of a few points; several seeded splits, each with both 
 
 For each seed K: bench_detect's split of each data set made with `--seed K` (seed 0 is
 bench_detect's own split, and its runs are reused), then `transferlab train SPLIT --seed K` per
-configuration (bench_detect's CONFIGS) and `transferlab evaluate RUN`. Prints per data set the
-test ROC-AUC per seed, the mean and standard deviation per configuration, and the paired
-difference of the first configuration minus each other one. ``--cross SETS``: every run is also
+configuration (bench_detect's CONFIGS) and `transferlab evaluate RUN --perturb jpeg:75`. Prints
+per data set the test ROC-AUC per seed (with the accuracy drop under JPEG 75, in points), the
+mean and standard deviation per configuration, and the paired difference of the first
+configuration minus each other one. ``--cross SETS``: every run is also
 scored on the usual (seed 0) test split of each other set named (`transferlab evaluate RUN
 OTHER/split.csv`, kept in RUN/cross/OTHER): across sources, over the training splits. Finished
 runs and evaluations are reused. Writes benchmarks/results/repeats.json.
@@ -32,11 +33,14 @@ def run_dir(ds: str, seed: int, key: str) -> Path:
     return RESULTS / "detect" / ds / key if seed == 0 else RESULTS / "repeats" / ds / f"seed{seed}" / key
 
 
-def roc_auc(ds: str, seed: int, key: str) -> float:
-    """Test ROC-AUC of configuration ``key`` on ``ds``'s split ``seed`` (trained and evaluated once)."""
+def scored(ds: str, seed: int, key: str) -> tuple[float, float | None]:
+    """Test ROC-AUC of configuration ``key`` on ``ds``'s split ``seed`` (trained and evaluated
+    once), and its accuracy drop under JPEG 75 in points (None: evaluated without it)."""
     split = split_for(RESULTS / ("detect" if seed == 0 else "repeats"), ds, seed)
-    ev = trained_and_evaluated(run_dir(ds, seed, key), split, ["--seed", str(seed), *CONFIGS[key][1]])
-    return ev["binary"]["roc_auc"]
+    flags = ["--seed", str(seed), *CONFIGS[key][1]]
+    ev = trained_and_evaluated(run_dir(ds, seed, key), split, flags, ("--perturb", "jpeg:75"))
+    drop = next((r["accuracy_drop"] for r in ev.get("robustness") or [] if r["name"] == "jpeg:75"), None)
+    return ev["binary"]["roc_auc"], None if drop is None else 100 * drop
 
 
 def cross_auc(ds: str, seed: int, key: str, other: str) -> float:
@@ -48,9 +52,10 @@ def cross_auc(ds: str, seed: int, key: str, other: str) -> float:
     return json.loads((out / "eval.json").read_text())["binary"]["roc_auc"]
 
 
-def show(title: str, aucs: dict[str, list[float]], seeds: list[int]) -> dict:
-    """Print one table (a row per configuration, a column per seed) and the paired differences of
-    the first configuration minus each other one; returns them."""
+def show(title: str, aucs: dict[str, list[float]], seeds: list[int], drops: dict | None = None) -> dict:
+    """Print one table (a row per configuration, a column per seed; ``drops``: each cell's JPEG-75
+    drop in brackets) and the paired differences of the first configuration minus each other
+    one; returns them."""
     first, *others = list(aucs)
     diffs = {k: [x - y for x, y in zip(aucs[first], aucs[k])] for k in others}
     print(f"\n### {title}\n")
@@ -58,7 +63,8 @@ def show(title: str, aucs: dict[str, list[float]], seeds: list[int]) -> dict:
     print("|---|" + "---:|" * (len(seeds) + 2))
     for k, v in aucs.items():
         sd = statistics.stdev(v) if len(v) > 1 else 0.0
-        cells = " | ".join(f"{x:.3f}" for x in v)
+        jpeg = (drops or {}).get(k) or [None] * len(v)
+        cells = " | ".join(f"{x:.3f}" + ("" if j is None else f" ({j:.1f})") for x, j in zip(v, jpeg))
         print(f"| {CONFIGS[k][0]} | {cells} | {statistics.mean(v):.3f} | {sd:.3f} |")
     for k, d in diffs.items():
         sd = statistics.stdev(d) if len(d) > 1 else 0.0
@@ -78,9 +84,11 @@ def main() -> None:
     keys = a.configs.split(",")
     out = {}
     for ds in a.data.split(","):
-        aucs = {k: [roc_auc(ds, s, k) for s in seeds] for k in keys}
-        diffs = show(f"{ds}: test ROC-AUC over {len(seeds)} seeded splits", aucs, seeds)
-        out[ds] = {"seeds": seeds, "roc_auc": aucs, "difference": diffs}
+        runs = {k: [scored(ds, s, k) for s in seeds] for k in keys}
+        aucs = {k: [auc for auc, _ in v] for k, v in runs.items()}
+        drops = {k: [d for _, d in v] for k, v in runs.items()}
+        diffs = show(f"{ds}: test ROC-AUC (JPEG-75 drop) over {len(seeds)} seeded splits", aucs, seeds, drops)
+        out[ds] = {"seeds": seeds, "roc_auc": aucs, "jpeg75_drop_points": drops, "difference": diffs}
         for other in [o for o in a.cross.split(",") if o and o != ds]:
             aucs = {k: [cross_auc(ds, s, k, other) for s in seeds] for k in keys}
             diffs = show(f"trained on {ds}, tested on {other}: ROC-AUC over {len(seeds)} training splits", aucs, seeds)

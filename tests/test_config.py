@@ -30,6 +30,13 @@ def test_bad_choice_and_bad_type():
         load_config(None, {"epochs": 2.5})
 
 
+@pytest.mark.parametrize("bad", ["-1", "nan", "inf"])
+def test_invariance_must_be_a_finite_non_negative_strength(bad):
+    with pytest.raises(ConfigError, match="invariance must be a finite number >= 0"):
+        load_config(None, {"invariance": bad})
+    assert load_config(None, {"invariance": "0.3"}).invariance == 0.3
+
+
 def test_values_are_parsed_safely_never_evaluated():
     with pytest.raises(ConfigError):
         load_config(None, {"epochs": "__import__('os').getcwd()"})

@@ -163,3 +163,41 @@ def test_blocks_lift_a_narrow_informative_block_and_fold_into_the_model():
     ref = LogisticRegression(C=1e-3, max_iter=2000).fit(z, labels.numpy()).predict_proba(z)
     ours = shared.forward_head(feats[:, 0]).softmax(1).detach().numpy()
     assert np.abs(ours - ref).max() < 5e-3
+
+
+def _nuisance(n=80, d=12, seed=0):
+    """Column 0 carries the label in every view; column 1 carries it in the plain view only and
+    moves at random in the augmented ones (a trace a re-save or a blur wipes out)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    feats = torch.randn(n, 1, d, generator=g) + torch.randn(n, 3, d, generator=g) * 0.1  # image + view
+    feats[:, :, 0] += labels.view(-1, 1) * 1.0
+    feats[:, 0, 1] += labels * 2.0
+    feats[:, 1:, 1] += torch.randn(n, 2, generator=g) * 2.0
+    return feats, labels
+
+
+def test_invariance_turns_the_head_from_what_the_augmented_views_move_and_folds_into_the_model():
+    from transferlab.training.logistic import _invariance_basis
+
+    feats, labels = _nuisance()
+    plain, steady = _model(12), _model(12)
+    assert fit_logistic(plain, feats, labels, seed=0, grid=(0.1,)).invariance == 0.0
+    found = fit_logistic(steady, feats, labels, seed=0, grid=(0.1,), invariance=10.0)
+    assert found.invariance == 10.0
+    ratio = lambda m: (m.head.weight[1, 1] / m.head.weight[1, 0]).abs().item()
+    assert ratio(steady) < 0.2 * ratio(plain)  # the moving column loses weight (measured: 0.24 -> 0.008)
+    # the head acts on the plain columns: its logits are the fitted classifier's on the whitened ones
+    from sklearn.linear_model import LogisticRegression
+
+    z = steady.feature_norm(feats.reshape(-1, 12)).double().numpy()
+    vt, f = _invariance_basis(z.reshape(80, 3, 12), 10.0)
+    zw = z + ((z @ vt.T) * f) @ vt
+    ref = LogisticRegression(C=0.1, max_iter=2000).fit(zw, labels.repeat_interleave(3).numpy())
+    ours = steady.forward_head(feats[:, 0]).softmax(1).detach().numpy()
+    assert np.abs(ours - ref.predict_proba(zw[::3])).max() < 5e-3
+    # one view per image: nothing to be invariant to, the plain head
+    one, alike = _model(12), _model(12)
+    fit_logistic(one, feats[:, :1], labels, grid=(0.1,))
+    assert fit_logistic(alike, feats[:, :1], labels, grid=(0.1,), invariance=10.0).invariance == 0.0
+    assert torch.equal(one.head.weight, alike.head.weight)

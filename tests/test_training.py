@@ -159,6 +159,22 @@ def test_the_logistic_head_gives_each_stage_of_each_view_an_equal_share_unless_t
     assert not torch.allclose(runs[True]["feature_norm.scale"], runs[False]["feature_norm.scale"])
 
 
+def test_the_invariance_prior_is_applied_to_augmented_views_and_said_so(tiny_folder, tmp_path, fast_overrides):
+    over = {**fast_overrides, "data": str(tiny_folder), "model": "efficientnet_lite0", "mode": "features"}
+    over |= {"image_size": 32, "augment": "light", "feature_views": 2}
+    heads = {}
+    for mu in (0.0, 1.0):  # the second run reads the first one's cached features
+        res = train(load_config(None, {**over, "out": str(tmp_path / f"run_{mu}"), "invariance": mu}))
+        assert res.summary["logistic"]["invariance"] == mu
+        assert any("against what the augmented views move" in n for n in res.summary["data"]["notes"]) == bool(mu)
+        heads[mu] = load_checkpoint(tmp_path / f"run_{mu}" / "best.pt")["model"]["head.weight"]
+    assert not torch.allclose(heads[0.0], heads[1.0])
+    # no augmented views: nothing to be invariant to, and the run says so
+    res = train(load_config(None, {**over, "augment": "none", "out": str(tmp_path / "plain"), "invariance": 1.0}))
+    assert res.summary["logistic"]["invariance"] == 0.0
+    assert any("invariance 1 not applied" in n for n in res.summary["data"]["notes"])
+
+
 def test_the_logistic_head_keeps_the_manifests_groups_in_one_fold(tiny_folder, tmp_path, fast_overrides):
     """A split made with --groups names each pair in its manifest; the head's cross-validation
     keeps every pair in one fold (recorded in the summary and the run's notes)."""

@@ -73,6 +73,7 @@ class TrainConfig:
     input: str = "image"  # image | residual: the backbone sees the image's neighbouring-pixel residual (NPR)
     head: str = "auto"  # sgd (epochs of SGD/AdamW) | logistic (standardised, strength by CV; features/lpft) | auto
     stage_balance: bool = True  # logistic head on stage features: every stage gets an equal share of the L2 prior
+    invariance: float = 0.0  # logistic head: prior against directions the augmented views move features along (0: off)
     epochs: int = 10  # passes over the training data (the logistic head needs one fit, not epochs)
     batch_size: int = 32  # images per optimisation step (evaluation uses twice this)
     optimizer: str = "adamw"  # sgd | adamw
@@ -195,6 +196,8 @@ class TrainConfig:
             raise ConfigError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
         if self.feature_views < 0 or self.image_cache_mb < 0:
             raise ConfigError("feature_views and image_cache_mb must be >= 0")
+        if not 0.0 <= self.invariance < float("inf"):  # also refuses nan
+            raise ConfigError(f"invariance must be a finite number >= 0 (0: off), got {self.invariance}")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         return self

@@ -14,6 +14,16 @@ per stage), and with every standardised column alike under the L2 penalty the wi
 final ImageNet-semantic map, holds most of the prior. ``blocks`` gives each block an equal share
 instead: its columns are scaled by ``sqrt(D / (n_blocks * width))`` (the total prior variance is
 unchanged), and the factor is folded into ``feature_norm.scale``, so the model is the same shape.
+
+The augmented views (blur, JPEG re-compression, noise, crops) say what should not change a
+verdict, but fitting on them only shows the head more rows. ``invariance`` also puts a prior
+against weight along the directions those views move an image's standardised features: the
+penalty is ``w' (I + lam * Sigma) w`` instead of ``w' w``, with ``Sigma`` the covariance of
+every view's difference from its image's plain view (a generalised ridge, as in Tikhonov
+regularisation; ``lam`` is ``invariance`` times ``D / trace(Sigma)``, so 1 adds on average as
+much again to the prior). It is fitted as a plain L2 logistic regression on the columns times
+``(I + lam * Sigma)^(-1/2)`` and the coefficients mapped back, so the head stays one weight per
+column. ``Sigma`` uses no label; the cross-validation folds see the same transformed columns.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ class LogisticFit:
     folds: int
     fold_units: int = 0  # images, or groups of images, that the folds kept whole
     blocks: int = 1  # feature blocks given an equal share of the L2 prior (1: every feature alike)
+    invariance: float = 0.0  # strength of the prior against the augmented views' directions (0: none)
     cv_log_loss: dict[str, float] = field(default_factory=dict)
     train_accuracy: float = 0.0
     train_log_loss: float = 0.0
@@ -60,6 +71,24 @@ def block_weights(blocks: Sequence[int] | None, dim: int) -> np.ndarray:
     if sum(blocks) != dim or min(blocks) < 1:
         raise ValueError(f"feature blocks {list(blocks)} do not tile {dim} columns")
     return np.concatenate([np.full(w, np.sqrt(dim / (len(blocks) * w))) for w in blocks])
+
+
+def _invariance_basis(z: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """The directions along which the augmented views of an image move its standardised features
+    (``z (N, V, D)``, view 0 the plain one), and the factors ``(1 + lam * s^2)^(-1/2) - 1`` of the
+    prior ``I + lam * Sigma`` that penalises a weight along them (``Sigma`` the covariance of the
+    view-minus-plain differences, ``lam = strength * D / trace(Sigma)``)."""
+    n, v, d = z.shape
+    delta = (z[:, 1:] - z[:, :1]).reshape(-1, d) / np.sqrt(n * (v - 1))
+    _, s, vt = np.linalg.svd(delta, full_matrices=False)
+    lam = strength * d / max(float((s**2).sum()), 1e-12)
+    return vt, (1.0 + lam * s**2) ** -0.5 - 1.0
+
+
+def _whiten(z: np.ndarray, vt: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """``z @ P^(-1/2)`` for the prior ``P`` of :func:`_invariance_basis` (in place)."""
+    z += ((z @ vt.T) * f) @ vt
+    return z
 
 
 def _folds(labels: np.ndarray, groups: np.ndarray, seed: int):
@@ -82,6 +111,7 @@ def fit_logistic(
     fit_norm: bool = True,
     groups: list[str] | None = None,
     blocks: Sequence[int] | None = None,
+    invariance: float = 0.0,
 ) -> LogisticFit:
     """Fit ``model.feature_norm`` and the linear head on ``feats (N, V, D)`` (V views per image)
     with ``labels (N,)``; ``balanced`` weighs each class by its inverse frequency (imbalanced
@@ -103,6 +133,9 @@ def fit_logistic(
     share = block_weights(blocks, d)
     z = model.feature_norm(x).double().numpy()
     z *= share  # in place: z is a fresh array, and a scaled copy would double the head's memory
+    basis = _invariance_basis(z.reshape(n, v, d), invariance) if invariance > 0 and v > 1 else None
+    if basis is not None:
+        z = _whiten(z, *basis)
     y = labels.repeat_interleave(v).numpy()
     if groups is not None and len(groups) != n:
         raise ValueError(f"{len(groups)} group names for {n} images")
@@ -128,7 +161,8 @@ def fit_logistic(
             c = float(np.ravel(clf.C_)[0])
             scores = np.mean(list(clf.scores_.values()), axis=0)  # (folds, Cs)
             curve = {f"{cv:.3g}": float(-m) for cv, m in zip(clf.Cs_, scores.mean(0))}
-    w = torch.from_numpy(clf.coef_).float()
+    coef = clf.coef_ if basis is None else _whiten(clf.coef_.copy(), *basis)  # back to the plain columns
+    w = torch.from_numpy(coef).float()
     b = torch.from_numpy(clf.intercept_).float()
     if num_classes == 2:  # sklearn's one score z for class 1: logits (-z/2, z/2) give softmax = sigmoid(z)
         w, b = torch.cat([-w / 2, w / 2]), torch.cat([-b / 2, b / 2])
@@ -143,6 +177,7 @@ def fit_logistic(
         folds=k,
         fold_units=len(units),
         blocks=len(blocks) if blocks else 1,
+        invariance=invariance if basis is not None else 0.0,
         cv_log_loss=curve,
         train_accuracy=float((p.argmax(1) == y).mean()),
         train_log_loss=float(-np.log(p[np.arange(len(y)), y]).mean()),

@@ -457,10 +457,17 @@ def _fit_logistic_head(
     grouped = len(data.train_features) - found.fold_units
     kept = f", the manifest's groups kept whole ({found.fold_units} units)" if grouped else ""
     shared = f", {found.blocks} stage blocks given equal shares of the prior" if found.blocks > 1 else ""
+    if found.invariance:
+        shared += f", a prior of strength {found.invariance:g} against what the augmented views move"
     notes.append(
         f"logistic head: C {found.C:g} chosen by {found.folds}-fold cross-validation on the training "
         f"split{kept} ({len(found.cv_log_loss)} strengths tried{shared}), {found.seconds:.1f}s"
     )
+    if cfg.invariance and not found.invariance:
+        notes.append(
+            f"invariance {cfg.invariance:g} not applied: the training features have no augmented views "
+            "(augment none or feature_views 0)"
+        )
     writer.on_epoch_end(record, True, state, val)
     return state
 
@@ -480,6 +487,7 @@ def _cached_logistic_fit(model: TransferModel, data: _Data, cfg: TrainConfig):
         fit_norm=not data.norm_fitted,
         groups=data.train_groups,
         blocks=model.feature_blocks if cfg.stage_balance else None,
+        invariance=cfg.invariance,
     )
 
 
