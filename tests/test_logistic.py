@@ -178,8 +178,6 @@ def _nuisance(n=80, d=12, seed=0):
 
 
 def test_invariance_turns_the_head_from_what_the_augmented_views_move_and_folds_into_the_model():
-    from transferlab.training.logistic import _invariance_basis
-
     feats, labels = _nuisance()
     plain, steady = _model(12), _model(12)
     assert fit_logistic(plain, feats, labels, seed=0, grid=(0.1,)).invariance == 0.0
@@ -191,8 +189,11 @@ def test_invariance_turns_the_head_from_what_the_augmented_views_move_and_folds_
     from sklearn.linear_model import LogisticRegression
 
     z = steady.feature_norm(feats.reshape(-1, 12)).double().numpy()
-    vt, f = _invariance_basis(z.reshape(80, 3, 12), 10.0)
-    zw = z + ((z @ vt.T) * f) @ vt
+    views = z.reshape(80, 3, 12)
+    delta = (views[:, 1:] - views[:, :1]).reshape(-1, 12)
+    sigma = delta.T @ delta / len(delta)
+    evals, evecs = np.linalg.eigh(np.eye(12) + 10.0 * 12 / np.trace(sigma) * sigma)  # the prior, in full
+    zw = z @ (evecs * evals**-0.5) @ evecs.T
     ref = LogisticRegression(C=0.1, max_iter=2000).fit(zw, labels.repeat_interleave(3).numpy())
     ours = steady.forward_head(feats[:, 0]).softmax(1).detach().numpy()
     assert np.abs(ours - ref.predict_proba(zw[::3])).max() < 5e-3
