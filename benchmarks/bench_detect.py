@@ -109,6 +109,11 @@ CONFIGS = {
         )
         for mu in ("0.1", "0.3", "1")
     },
+    "zoom_balanced_jpeg_only": (
+        "the same, JPEG views only (every augmented view re-saved, no blur or noise views)",
+        ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance"]
+        + ["--jpeg-prob", "1", "--blur-prob", "0", "--noise-prob", "0"],
+    ),
     "zoom_no_views": (
         "the same, no augmented views",
         ["--recipe", "detect", "--zoom", "2", "--augment", "none", "--no-stage-balance"],
