@@ -34,6 +34,9 @@ DATA = {
     "dfdc": (SHARED / "faces" / "dfdc_faces_paired", []),
     "hymenoptera": (SHARED / "hymenoptera_data", None),  # None: keep the data's own split
 }
+# zoom 2 with the exact middle half and every stage an equal share of the head's prior: the base
+# that the zoom_balanced* configurations vary one setting of
+BALANCED = ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance"]
 # folder name -> (what it is, train flags); "default" is `transferlab train DATA --out RUN` with no other flag
 CONFIGS = {
     "classic": ("classic: last stage 224, SGD head (the old features default)", ["--recipe", "classic"]),
@@ -96,23 +99,22 @@ CONFIGS = {
     ),
     "zoom_balanced": (
         "zoom 2 (centre 0.5), every stage an equal share of the logistic head's prior",
-        ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance"],
+        BALANCED,
     ),
     "zoom_balanced_jpeg08": (
         "the same, JPEG views with probability 0.8 (0.5 by default)",
-        ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance", "--jpeg-prob", "0.8"],
+        [*BALANCED, "--jpeg-prob", "0.8"],
     ),
     **{
         f"zoom_balanced_invariance{mu.replace('.', '')}": (
             f"the same, the head's prior against what the augmented views move (--invariance {mu})",
-            ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance", "--invariance", mu],
+            [*BALANCED, "--invariance", mu],
         )
         for mu in ("0.1", "0.3", "1")
     },
     "zoom_balanced_jpeg_only": (
         "the same, JPEG views only (every augmented view re-saved, no blur or noise views)",
-        ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance"]
-        + ["--jpeg-prob", "1", "--blur-prob", "0", "--noise-prob", "0"],
+        [*BALANCED, "--jpeg-prob", "1", "--blur-prob", "0", "--noise-prob", "0"],
     ),
     "zoom_no_views": (
         "the same, no augmented views",
