@@ -149,3 +149,32 @@ def test_robustness_counts_changed_predictions_both_ways():
     )
     assert rows[1]["changed"] == 3 and rows[1]["right_to_wrong"] == 2 and rows[1]["wrong_to_right"] == 1
     assert abs(rows[1]["accuracy_drop"] - 1 / 6) < 1e-9  # the drop shows only the net 2 - 1
+    assert rows[1]["threshold_drop"] is None  # no saved threshold, no drop at it
+
+
+def test_robustness_drop_at_the_saved_threshold_is_the_verdicts():
+    from transferlab.data.index import Sample
+    from transferlab.data.perturb import Perturbation
+    from transferlab.evaluation.scoring import robustness
+    from transferlab.metrics import classification_report
+    from transferlab.predict.decision import Prediction
+
+    labels = np.array([0, 0, 0, 1, 1, 1])  # positive (fake) = 0
+    clean_fake = np.array([0.9, 0.8, 0.7, 0.6, 0.2, 0.1])
+    jpeg_fake = np.array([0.55, 0.45, 0.3, 0.35, 0.2, 0.1])  # argmax: 2 fakes turn real, 1 real turns right
+
+    class Stub:
+        classes, perturb = ["fake", "real"], None
+
+        def predict_paths(self, paths):
+            p = clean_fake if self.perturb is None else jpeg_fake
+            return [Prediction(path, "fake", {"fake": q, "real": 1 - q}) for path, q in zip(paths, p)]
+
+    samples = [Sample(f"img{i}.png", int(y)) for i, y in enumerate(labels)]
+    probs = np.stack([clean_fake, 1 - clean_fake], 1)
+    clean = classification_report(labels, probs, Stub.classes, 0, 0.4)
+    rows = robustness(Stub(), samples, [Perturbation("jpeg", 75)], 0, 0.4, clean)
+    assert rows[0]["accuracy_at_threshold"] == pytest.approx(5 / 6)  # 0.6 >= 0.4: one real called fake
+    assert rows[1]["accuracy_at_threshold"] == pytest.approx(5 / 6)  # 0.45 stays fake; 0.3 and 0.35 turn real
+    assert rows[1]["accuracy_drop"] == pytest.approx(1 / 6) and rows[1]["threshold_drop"] == pytest.approx(0)
+    assert rows[0]["threshold_drop"] == 0

@@ -321,7 +321,14 @@ def _cmd_evaluate(a) -> int:
     print(render_markdown(report).split("\n| class")[0])
     for row in report.get("robustness", []):
         auc = "-" if row["roc_auc"] is None else f"{row['roc_auc']:.4f}"
-        print(f"  {row['name']:<12} accuracy {row['accuracy']:.4f} (drop {row['accuracy_drop']:+.4f})  ROC-AUC {auc}")
+        at = (
+            ""
+            if row.get("threshold_drop") is None
+            else f"  at threshold {row['accuracy_at_threshold']:.4f} (drop {row['threshold_drop']:+.4f})"
+        )
+        print(
+            f"  {row['name']:<12} accuracy {row['accuracy']:.4f} (drop {row['accuracy_drop']:+.4f}){at}  ROC-AUC {auc}"
+        )
     return 0
 
 

@@ -200,7 +200,8 @@ def robustness(
     clean_pred: dict[str, int] | None = None,
 ) -> list[dict]:
     """One row per perturbation (and ``clean`` first): accuracy, balanced accuracy, ROC-AUC, AP
-    and accuracy at the decision threshold, with the drop from clean accuracy. With
+    and accuracy at the decision threshold, with the drops from clean accuracy (``accuracy_drop``:
+    argmax; ``threshold_drop``: at the saved threshold, the verdict ``predict`` gives). With
     ``clean_pred`` (path -> clean argmax class): how many predictions the perturbation changed,
     right -> wrong and wrong -> right; the accuracy drop is the difference of the two, which can
     hide many changes that cancel out."""
@@ -226,8 +227,10 @@ def robustness(
             rows.append(row)
     finally:
         pred.perturb = saved
+    at_clean = rows[0]["accuracy_at_threshold"]
     for r in rows:
         r["accuracy_drop"] = rows[0]["accuracy"] - r["accuracy"]
+        r["threshold_drop"] = None if at_clean is None else at_clean - r["accuracy_at_threshold"]
     return rows
 
 
@@ -307,9 +310,9 @@ def render_markdown(r: dict) -> str:
             "",
             "## Robustness",
             "",
-            "| perturbation | accuracy | drop | balanced acc. | ROC-AUC | AP | acc. at threshold | "
+            "| perturbation | accuracy | drop | balanced acc. | ROC-AUC | AP | acc. at threshold | drop at threshold | "
             "changed (right -> wrong / wrong -> right) |",
-            "|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         f = lambda v: "-" if v is None else f"{v:.4f}"
         for row in r["robustness"]:
@@ -317,7 +320,7 @@ def render_markdown(r: dict) -> str:
             lines.append(
                 f"| {row['name']} | {f(row['accuracy'])} | {f(row['accuracy_drop'])} | "
                 f"{f(row['balanced_accuracy'])} | {f(row['roc_auc'])} | {f(row['average_precision'])} | "
-                f"{f(row['accuracy_at_threshold'])} | {flips} |"
+                f"{f(row['accuracy_at_threshold'])} | {f(row.get('threshold_drop'))} | {flips} |"
             )
         lines += ["", "![robustness](robustness.png)"]
     if r.get("explained"):
