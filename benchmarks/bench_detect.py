@@ -116,6 +116,10 @@ CONFIGS = {
         "the same, JPEG views only (every augmented view re-saved, no blur or noise views)",
         [*BALANCED, "--jpeg-prob", "1", "--blur-prob", "0", "--noise-prob", "0"],
     ),
+    "zoom_balanced_jpeg_noise": (
+        "the same, every augmented view re-saved as JPEG, noise on one in five, no blur views",
+        [*BALANCED, "--jpeg-prob", "1", "--blur-prob", "0", "--noise-prob", "0.2"],
+    ),
     "zoom_no_views": (
         "the same, no augmented views",
         ["--recipe", "detect", "--zoom", "2", "--augment", "none", "--no-stage-balance"],

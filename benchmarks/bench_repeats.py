@@ -12,8 +12,11 @@ per data set the test ROC-AUC per seed (with the accuracy drop under JPEG 75, in
 mean and standard deviation per configuration, and the paired difference of the first
 configuration minus each other one. ``--cross SETS``: every run is also
 scored on the usual (seed 0) test split of each other set named (`transferlab evaluate RUN
-OTHER/split.csv`, kept in RUN/cross/OTHER): across sources, over the training splits. Finished
-runs and evaluations are reused. Writes benchmarks/results/repeats.json.
+OTHER/split.csv`, kept in RUN/cross/OTHER): across sources, over the training splits.
+``--perturb LIST`` (e.g. `blur:1,noise:0.02`): every run is also evaluated under these
+(`transferlab evaluate RUN --perturb LIST --out RUN/perturbed`), and the accuracy drop under each
+is printed per split, in points, argmax and at the saved threshold. Finished runs and evaluations
+are reused. Writes benchmarks/results/repeats.json.
 """
 
 from __future__ import annotations
@@ -52,6 +55,35 @@ def cross_auc(ds: str, seed: int, key: str, other: str) -> float:
     return json.loads((out / "eval.json").read_text())["binary"]["roc_auc"]
 
 
+def perturbed_drops(ds: str, seed: int, key: str, perturb: str) -> dict[str, tuple[float, float | None]]:
+    """Accuracy drop in points, argmax and at the saved threshold, under each of ``perturb`` of the
+    run ``scored`` made (evaluated once into RUN/perturbed)."""
+    run = run_dir(ds, seed, key)
+    out, names = run / "perturbed", perturb.split(",")
+    if not (out / "eval.json").exists() or any(
+        n not in [r["name"] for r in json.loads((out / "eval.json").read_text()).get("robustness") or []] for n in names
+    ):
+        sh("evaluate", str(run), "--perturb", perturb, "--out", str(out), "--explain", "0")
+    rows = json.loads((out / "eval.json").read_text())["robustness"]
+    points = lambda v: None if v is None else 100 * v
+    return {r["name"]: (100 * r["accuracy_drop"], points(r.get("threshold_drop"))) for r in rows if r["name"] in names}
+
+
+def show_drops(title: str, drops: dict[str, list[dict]], seeds: list[int], names: list[str]) -> None:
+    """One table per perturbation: a row per configuration, each split's drop (at the threshold in
+    brackets) and the means."""
+    for name in names:
+        print(f"\n### {title}: accuracy drop under {name}, points (at the saved threshold)\n")
+        print("| configuration | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | max |")
+        print("|---|" + "---:|" * (len(seeds) + 2))
+        for k, per_seed in drops.items():
+            arg = [d[name][0] for d in per_seed]
+            thr = [d[name][1] for d in per_seed]
+            cells = " | ".join(f"{a:.1f}" + ("" if t is None else f" ({t:.1f})") for a, t in zip(arg, thr))
+            mean_thr = "" if None in thr else f" ({statistics.mean(thr):.1f})"
+            print(f"| {CONFIGS[k][0]} | {cells} | {statistics.mean(arg):.1f}{mean_thr} | {max(arg):.1f} |")
+
+
 def show(title: str, aucs: dict[str, list[float]], seeds: list[int], drops: dict | None = None) -> dict:
     """Print one table (a row per configuration, a column per seed; ``drops``: each cell's JPEG-75
     drop in brackets) and the paired differences of the first configuration minus each other
@@ -79,6 +111,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--configs", default="zoom,stages_224__logistic_head,classic")
     ap.add_argument("--cross", default="", help="also score every run on these sets' usual test splits")
+    ap.add_argument("--perturb", default="", help="also evaluate every run under these, e.g. blur:1,noise:0.02")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     keys = a.configs.split(",")
@@ -89,6 +122,10 @@ def main() -> None:
         drops = {k: [d for _, d in v] for k, v in runs.items()}
         diffs = show(f"{ds}: test ROC-AUC (JPEG-75 drop) over {len(seeds)} seeded splits", aucs, seeds, drops)
         out[ds] = {"seeds": seeds, "roc_auc": aucs, "jpeg75_drop_points": drops, "difference": diffs}
+        if a.perturb:
+            more = {k: [perturbed_drops(ds, s, k, a.perturb) for s in seeds] for k in keys}
+            show_drops(ds, more, seeds, a.perturb.split(","))
+            out[ds]["perturbed_drop_points"] = more
         for other in [o for o in a.cross.split(",") if o and o != ds]:
             aucs = {k: [cross_auc(ds, s, k, other) for s in seeds] for k in keys}
             diffs = show(f"trained on {ds}, tested on {other}: ROC-AUC over {len(seeds)} training splits", aucs, seeds)
