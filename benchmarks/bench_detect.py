@@ -120,6 +120,10 @@ CONFIGS = {
         "the same, every augmented view re-saved as JPEG, noise on one in five, no blur views",
         [*BALANCED, "--jpeg-prob", "1", "--blur-prob", "0", "--noise-prob", "0.2"],
     ),
+    "zoom_balanced_jpeg_noise_blur1": (
+        "the same with light blur views too (half the views, sigma up to 1 instead of 3)",
+        [*BALANCED, "--jpeg-prob", "1", "--blur-prob", "0.5", "--blur-sigma-max", "1", "--noise-prob", "0.2"],
+    ),
     "zoom_no_views": (
         "the same, no augmented views",
         ["--recipe", "detect", "--zoom", "2", "--augment", "none", "--no-stage-balance"],
