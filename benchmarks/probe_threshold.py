@@ -1,0 +1,77 @@
+"""Probe: does a decision threshold fitted on validation images that include perturbed copies keep
+the verdict steady under JPEG, blur and noise? Under those perturbations a face-set detector's
+ROC-AUC barely moves while its accuracy drops several points: the scores shift past the saved
+threshold rather than lose their order (BENCHMARKS.md, "What the blur and noise views buy").
+
+For each stored run of bench_detect / bench_repeats (a run folder with its split.csv): P(fake) of
+every validation and test image, clean and under each perturbation; test accuracy under each at
+(a) the saved threshold (the equal-error point of the clean validation scores) and (b) the
+equal-error point of the clean and perturbed validation scores pooled. A probe, not a feature of
+the tool: it says whether fitting the threshold on perturbed copies is worth building.
+
+    .venv/bin/python benchmarks/probe_threshold.py RUN [RUN ...] [--perturb jpeg:75,blur:1,noise:0.02]
+
+Writes benchmarks/results/probe_threshold.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import save
+from transferlab.data.perturb import parse_perturbations
+from transferlab.metrics import equal_error_rate
+from transferlab.predict.predictor import Predictor
+
+
+def scores(run: Path, perturb: str) -> tuple[Predictor, dict]:
+    """The run's predictor and ``{(split, condition): (P(positive), y)}`` for val and test."""
+    rows = list(csv.DictReader((run / "split.csv").open()))
+    pred = Predictor.from_run(run)
+    out = {}
+    for split in ("val", "test"):
+        picked = [r for r in rows if r["split"] == split]
+        paths = [str((run / r["path"]).resolve()) for r in picked]
+        y = np.array([r["label"] == pred.positive_class for r in picked], int)
+        for p in [None, *parse_perturbations(perturb)]:
+            pred.perturb = p
+            out[split, p.name if p else "clean"] = (
+                np.array([q.probs[pred.positive_class] for q in pred.predict_paths(paths)]),
+                y,
+            )
+    pred.perturb = None
+    return pred, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--perturb", default="jpeg:75,blur:1,noise:0.02")
+    a = ap.parse_args()
+    names = ["clean", *a.perturb.split(",")]
+    out = {}
+    for run in map(Path, a.runs):
+        pred, s = scores(run, a.perturb)
+        val_y = np.concatenate([s["val", n][1] for n in names])
+        val_p = np.concatenate([s["val", n][0] for n in names])
+        thresholds = {"saved": pred.threshold, "pooled": equal_error_rate(val_y, val_p)[1]}
+        print(f"\n{run}: saved threshold {thresholds['saved']:.4f}, pooled {thresholds['pooled']:.4f}")
+        print("| test | acc. at saved | acc. at pooled | mean P(positive) |\n|---|---:|---:|---:|")
+        res = {}
+        for n in names:
+            p, y = s["test", n]
+            res[n] = {k: float(((p >= t).astype(int) == y).mean()) for k, t in thresholds.items()}
+            res[n]["mean_p"] = float(p.mean())
+            print(f"| {n} | {res[n]['saved']:.3f} | {res[n]['pooled']:.3f} | {p.mean():.3f} |")
+        out[str(run)] = {"thresholds": thresholds, "test": res}
+    print(f"\nwrote {save('probe_threshold', out)}")
+
+
+if __name__ == "__main__":
+    main()
