@@ -60,11 +60,12 @@ def perturbed_drops(ds: str, seed: int, key: str, perturb: str) -> dict[str, tup
     run ``scored`` made (evaluated once into RUN/perturbed)."""
     run = run_dir(ds, seed, key)
     out, names = run / "perturbed", perturb.split(",")
-    if not (out / "eval.json").exists() or any(
-        n not in [r["name"] for r in json.loads((out / "eval.json").read_text()).get("robustness") or []] for n in names
-    ):
+    report = out / "eval.json"
+    stored = lambda: json.loads(report.read_text()).get("robustness") or [] if report.exists() else []
+    rows = stored()
+    if not set(names) <= {r["name"] for r in rows}:
         sh("evaluate", str(run), "--perturb", perturb, "--out", str(out), "--explain", "0")
-    rows = json.loads((out / "eval.json").read_text())["robustness"]
+        rows = stored()
     points = lambda v: None if v is None else 100 * v
     return {r["name"]: (100 * r["accuracy_drop"], points(r.get("threshold_drop"))) for r in rows if r["name"] in names}
 

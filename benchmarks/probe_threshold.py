@@ -17,7 +17,6 @@ Writes benchmarks/results/probe_threshold.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import save
+from transferlab.data.index import load_index
 from transferlab.data.perturb import parse_perturbations
 from transferlab.metrics import equal_error_rate
 from transferlab.predict.predictor import Predictor
@@ -32,13 +32,12 @@ from transferlab.predict.predictor import Predictor
 
 def scores(run: Path, perturb: str) -> tuple[Predictor, dict]:
     """The run's predictor and ``{(split, condition): (P(positive), y)}`` for val and test."""
-    rows = list(csv.DictReader((run / "split.csv").open()))
+    index = load_index(run / "split.csv", verify=False)
     pred = Predictor.from_run(run)
     out = {}
     for split in ("val", "test"):
-        picked = [r for r in rows if r["split"] == split]
-        paths = [str((run / r["path"]).resolve()) for r in picked]
-        y = np.array([r["label"] == pred.positive_class for r in picked], int)
+        paths = [s.path for s in index.splits[split]]
+        y = np.array([index.classes[s.label] == pred.positive_class for s in index.splits[split]], int)
         for p in [None, *parse_perturbations(perturb)]:
             pred.perturb = p
             out[split, p.name if p else "clean"] = (
