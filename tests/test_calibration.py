@@ -56,3 +56,30 @@ def test_threshold_rules():
     out = calibrate(labels, probs, ["real", "fake"], 1, "fpr", 0.05)
     assert out["threshold_rule"] == "fpr:0.05" and out["positive_class"] == "fake"
     assert {"temperature", "ece_before", "ece_after", "nll_before", "nll_after"} <= set(out)
+
+
+def test_a_threshold_fitted_on_perturbed_copies_pools_their_scores():
+    """A perturbation that lowers every P(fake) (as blur and noise do to face swaps): the pooled
+    equal-error threshold moves down with it, the clean one is kept beside it, and the
+    temperature is still fitted on the clean scores alone."""
+    rng = np.random.default_rng(2)
+    labels = np.r_[np.zeros(300, int), np.ones(300, int)]
+    score = np.r_[rng.normal(0.35, 0.12, 300), rng.normal(0.65, 0.12, 300)].clip(0.01, 0.99)
+    probs = np.c_[1 - score, score]
+    shifted = (score - 0.15).clip(0.01, 0.99)
+    moved = np.c_[1 - shifted, shifted]
+    clean = calibrate(labels, probs, ["real", "fake"], 1, "eer", None)
+    out = calibrate(labels, probs, ["real", "fake"], 1, "eer", None, perturbed=[("blur:1", labels, moved)])
+    assert "threshold_clean" not in clean and out["threshold_clean"] == clean["threshold"]
+    assert out["temperature"] == clean["temperature"] and out["threshold_fitted_on"] == ["clean", "blur:1"]
+    t = out["temperature"]
+    pooled = np.concatenate([apply_temperature(probs, t), apply_temperature(moved, t)])
+    assert out["threshold"] == choose_threshold(np.r_[labels, labels], pooled, 1, "eer")
+    assert out["threshold"] < clean["threshold"] - 0.03
+
+    # the pooled threshold keeps more of the shifted copies right, at a small cost on the clean ones
+    def acc(p, thr):
+        return ((apply_temperature(p, t)[:, 1] >= thr) == labels).mean()
+
+    assert acc(moved, out["threshold"]) > acc(moved, clean["threshold"]) + 0.05
+    assert acc(probs, out["threshold"]) > acc(probs, clean["threshold"]) - 0.1

@@ -332,3 +332,51 @@ def test_threshold_rule_fpr_and_argmax_are_saved(tiny_folder, tmp_path, fast_ove
     assert best["threshold"] is None and best["temperature"] == 1.0 and r.summary["calibration"]["temperature"] == 1.0
     with pytest.raises(ConfigError, match="fpr:RATE"):
         load_config(None, {"threshold": "fpr:2"})
+
+
+def test_threshold_perturb_fits_the_threshold_on_the_validation_images_clean_and_perturbed(
+    tiny_folder, tmp_path, fast_overrides, capsys
+):
+    """The saved threshold is the equal-error point of the validation scores clean and under each
+    perturbation pooled: recomputed here from the saved model scoring the files itself."""
+    import numpy as np
+
+    from transferlab.data.index import load_index
+    from transferlab.data.perturb import parse_perturbations
+    from transferlab.predict.predictor import Predictor
+    from transferlab.training.calibration import calibrate
+
+    out = tmp_path / "run"
+    over = {**fast_overrides, "data": str(tiny_folder), "out": str(out), "threshold_perturb": "blur:3,noise:0.2"}
+    res = train(load_config(None, over))
+    cal = res.summary["calibration"]
+    assert cal["threshold_fitted_on"] == ["clean", "blur:3", "noise:0.2"]
+    assert load_checkpoint(out / "best.pt")["threshold"] == cal["threshold"]
+    assert "clean + blur:3, noise:0.2; clean alone" in capsys.readouterr().out
+
+    val = load_index(out / "split.csv", verify=False).splits["val"]
+    labels = np.array([s.label for s in val])
+    pred = Predictor.from_run(out, temperature=1.0)
+    scored = {}
+    for p in [None, *parse_perturbations("blur:3,noise:0.2")]:
+        pred.perturb = p
+        scored[p.name if p else "clean"] = np.array(
+            [list(q.probs.values()) for q in pred.predict_paths([s.path for s in val])]
+        )
+    assert not np.allclose(scored["clean"], scored["noise:0.2"])  # the perturbations change the scores
+    again = calibrate(
+        labels,
+        scored["clean"],
+        res.summary["data"]["classes"],
+        res.summary["data"]["classes"].index(pred.positive_class),
+        "eer",
+        None,
+        perturbed=[(k, labels, v) for k, v in scored.items() if k != "clean"],
+    )
+    assert again["threshold"] == pytest.approx(cal["threshold"], abs=1e-4)
+    assert again["threshold_clean"] == pytest.approx(cal["threshold_clean"], abs=1e-4)
+    assert abs(cal["threshold"] - cal["threshold_clean"]) > 1e-3  # here the perturbed copies move it
+    # none (any case) or unset: the clean scores alone; a bad perturbation names the setting
+    assert load_config(None, {"threshold_perturb": "None"}).threshold_perturbations() == []
+    with pytest.raises(ConfigError, match="threshold_perturb: perturbation 'jpeg:500'"):
+        load_config(None, {"threshold_perturb": "jpeg:500"})

@@ -124,6 +124,7 @@ class TrainConfig:
     aux_weight: float = 0.4  # inception_v3: loss = main + aux_weight * aux
     positive_class: str | None = None  # two classes: the "positive" one for ROC/AP; None: guessed
     threshold: str = "eer"  # two classes: decision rule saved with the model: eer | argmax | fpr:RATE
+    threshold_perturb: str | None = None  # fit the threshold on val images under these too, e.g. jpeg:75 (none: off)
     calibrate: bool = True  # temperature-scale the probabilities on the validation split
     lp_epochs: int = 5  # lpft: epochs of the linear-probe stage before fine-tuning (--epochs)
     progress: bool = True  # progress bar
@@ -186,6 +187,7 @@ class TrainConfig:
         if self.lp_epochs < 1:
             raise ConfigError(f"lp_epochs must be >= 1, got {self.lp_epochs}")
         self.threshold_rule()
+        self.threshold_perturbations()
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -201,6 +203,18 @@ class TrainConfig:
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         return self
+
+    def threshold_perturbations(self) -> list:
+        """``threshold_perturb`` parsed (:func:`transferlab.data.perturb.parse_perturbations`);
+        ``[]`` for ``none`` or unset."""
+        from .data.perturb import parse_perturbations
+
+        if self.threshold_perturb is None or str(self.threshold_perturb).strip().lower() in ("", "none"):
+            return []
+        try:
+            return parse_perturbations(str(self.threshold_perturb))
+        except ValueError as e:
+            raise ConfigError(f"threshold_perturb: {e}") from None
 
     def threshold_rule(self) -> tuple[str, float | None]:
         """``threshold`` parsed: ``("eer", None)``, ``("argmax", None)`` or ``("fpr", rate)``."""

@@ -5,10 +5,15 @@
   how confident the probabilities are, never which class ranks first.
 - :func:`expected_calibration_error`: the gap between confidence and accuracy, 15 equal bins.
 - :func:`choose_threshold`: the two-class decision threshold on P(positive): the equal-error
-  point, or the lowest threshold whose false-positive rate stays within a budget.
+  point, or the lowest threshold whose false-positive rate stays within a budget; optionally
+  fitted on the validation scores pooled with those of perturbed copies (JPEG, blur, noise), so
+  that a verdict does not flip when an image is re-saved (BENCHMARKS.md, "A threshold fitted on
+  perturbed copies").
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -94,9 +99,15 @@ def calibrate(
     rule: str,
     rate: float | None,
     temperature: bool = True,
+    perturbed: Sequence[tuple[str, np.ndarray, np.ndarray]] = (),
 ) -> dict:
     """Fit the temperature and the threshold on validation ``probs``; returns what is saved
-    with the model and reported (temperature, threshold, ECE and NLL before and after)."""
+    with the model and reported (temperature, threshold, ECE and NLL before and after).
+
+    ``perturbed``: ``(name, labels, probs)`` of the validation images under a perturbation. Their
+    scores (temperature-scaled like the clean ones) join the clean scores in the threshold's fit;
+    the temperature stays fitted on the clean scores alone. ``threshold_clean`` keeps the
+    threshold the clean scores alone give."""
     perfect = len(labels) > 0 and bool((np.asarray(probs).argmax(1) == np.asarray(labels)).all())
     # with no validation mistakes the NLL only falls as T -> 0: nothing to calibrate against
     t = fit_temperature(labels, probs) if temperature and not perfect else 1.0
@@ -115,6 +126,12 @@ def calibrate(
     }
     if len(classes) == 2 and positive is not None:
         out["threshold"] = choose_threshold(labels, cal, positive, rule, rate)
+        if perturbed and out["threshold"] is not None:
+            out["threshold_clean"] = out["threshold"]
+            out["threshold_fitted_on"] = ["clean", *(name for name, _, _ in perturbed)]
+            pooled_labels = np.concatenate([np.asarray(labels), *(y for _, y, _ in perturbed)])
+            pooled = np.concatenate([cal, *(apply_temperature(p, t) for _, _, p in perturbed)])
+            out["threshold"] = choose_threshold(pooled_labels, pooled, positive, rule, rate)
         out["threshold_rule"] = rule if rule != "fpr" else f"fpr:{rate:g}"
         out["positive_class"] = classes[positive]
     return out

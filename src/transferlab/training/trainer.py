@@ -23,7 +23,7 @@ import torch
 from .. import __version__, distributed
 from ..config import PAIRS_FILE, ConfigError, TrainConfig, config_to_dict, load_config
 from ..data.index import DataIndex, carve_validation, conflicting_copies, imbalance_note, load_index, printable
-from ..data.loading import cache_or_stream, make_loader
+from ..data.loading import ImageDataset, cache_or_stream, make_loader, threaded_batches
 from ..data.preprocess import Preprocess
 from ..data.transforms import AugmentSpec, eval_transform, train_transform
 from ..metrics import classification_report, guess_positive
@@ -655,6 +655,21 @@ def _finish(s: _Session, o: _Outcome) -> dict:
     return distributed.on_main(_write_results, s, o, best, val)
 
 
+def _perturbed_validation(s: _Session, o: _Outcome) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, labels, probs)`` of the validation images under each of ``threshold_perturb``:
+    the whole model on the decoded, perturbed files, as ``evaluate --perturb`` scores them
+    (unreadable files are left out, as in training)."""
+    out = []
+    samples = [x for x in s.index.splits["val"] if x.path not in o.writer.skipped]
+    for p in s.cfg.threshold_perturbations():
+        _log(f"threshold: scoring the {len(samples)} validation images under {p.name}")
+        data = ImageDataset(samples, eval_transform(o.pre), o.pre.decode_size, perturb=p)
+        res = evaluate(o.model, threaded_batches(data, s.cfg.batch_size), o.device, s.cfg.channels_last, s.cfg.amp)
+        if len(res["labels"]):
+            out.append((p.name, res["labels"], res["probs"]))
+    return out
+
+
 def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
     model, data, pre, state, writer = o.model, o.data, o.pre, o.state, o.writer
     cfg, run, index = s.cfg, s.run, s.index
@@ -663,7 +678,13 @@ def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
     positive = guess_positive(index.classes, cfg.positive_class) if len(index.classes) == 2 else None
     report = classification_report(val["labels"], val["probs"], index.classes, positive)
     calibration = calibrate(
-        val["labels"], val["probs"], index.classes, positive, *cfg.threshold_rule(), temperature=cfg.calibrate
+        val["labels"],
+        val["probs"],
+        index.classes,
+        positive,
+        *cfg.threshold_rule(),
+        temperature=cfg.calibrate,
+        perturbed=_perturbed_validation(s, o) if positive is not None else [],
     )
     decision = {
         "threshold": calibration["threshold"],
@@ -729,11 +750,19 @@ def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
     if calibration["threshold"] is not None:
         _log(
             f"decision: {calibration['positive_class']} if P >= {calibration['threshold']:.4f} "
-            f"({calibration['threshold_rule']} on validation); temperature {calibration['temperature']:.3f}, "
+            f"({calibration['threshold_rule']} on validation{_pooled_note(calibration)}); "
+            f"temperature {calibration['temperature']:.3f}, "
             f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}"
         )
     _log(f"best epoch {state.best_epoch}: val accuracy {report['accuracy']:.4f}  -> {run.path}")
     return summary
+
+
+def _pooled_note(calibration: dict) -> str:
+    if not calibration.get("threshold_fitted_on"):
+        return ""
+    also = ", ".join(calibration["threshold_fitted_on"][1:])
+    return f" clean + {also}; clean alone {calibration['threshold_clean']:.4f}"
 
 
 def _val_grid(path: Path, index: DataIndex, val: dict, n: int = 24) -> None:
