@@ -34,9 +34,16 @@ DATA = {
     "dfdc": (SHARED / "faces" / "dfdc_faces_paired", []),
     "hymenoptera": (SHARED / "hymenoptera_data", None),  # None: keep the data's own split
 }
+# the robust views and the clean-only threshold every detect configuration was measured with before
+# the detect recipe's own (JPEG on every view, blur up to sigma 1, the threshold fitted on perturbed
+# validation copies too): it pins them to what their stored results mean
+EARLIER_DEFAULTS = [
+    *("--blur-prob", "0.5", "--blur-sigma-max", "3", "--jpeg-prob", "0.5", "--noise-prob", "0.2"),
+    *("--threshold-perturb", "none"),
+]
 # zoom 2 with the exact middle half and every stage an equal share of the head's prior: the base
 # that the zoom_balanced* configurations vary one setting of
-BALANCED = ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance"]
+BALANCED = ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--stage-balance", *EARLIER_DEFAULTS]
 # folder name -> (what it is, train flags); "default" is `transferlab train DATA --out RUN` with no other flag
 CONFIGS = {
     "classic": ("classic: last stage 224, SGD head (the old features default)", ["--recipe", "classic"]),
@@ -46,18 +53,22 @@ CONFIGS = {
     ),
     "last_stage_448__logistic_head": (
         "last stage 448, logistic head",
-        ["--recipe", "detect", "--features", "last", "--head", "logistic"],
+        ["--recipe", "detect", "--features", "last", "--head", "logistic", *EARLIER_DEFAULTS],
     ),
     # --zoom 1 pins the configurations measured before zoom 2 became the detect recipe's default,
     # and --no-stage-balance those measured before the logistic head gave each stage an equal share
     "stages_224__logistic_head": (
         "stages 224, logistic head (the default before zoom)",
-        ["--recipe", "detect", "--image-size", "224", "--zoom", "1", "--no-stage-balance"],
+        ["--recipe", "detect", "--image-size", "224", "--zoom", "1", "--no-stage-balance", *EARLIER_DEFAULTS],
     ),
-    "default": ("default (real/fake: stages 224 of the whole image and its centre zoomed 2x, logistic head)", []),
+    "default": (
+        "default (real/fake: stages 224 of the whole image and its centre zoomed 2x, logistic head, "
+        "JPEG on every augmented view, blur up to sigma 1, threshold fitted on perturbed validation copies too)",
+        [],
+    ),
     "stages_448__logistic_head": (
         "stages 448, logistic head",
-        ["--image-size", "448", "--zoom", "1", "--no-stage-balance"],
+        ["--image-size", "448", "--zoom", "1", "--no-stage-balance", *EARLIER_DEFAULTS],
     ),
     "native_crops": (
         "stages, 4 native crops of 224, logistic head",
@@ -73,6 +84,7 @@ CONFIGS = {
             "--zoom",
             "1",
             "--no-stage-balance",
+            *EARLIER_DEFAULTS,
         ],
     ),
     "ensemble": (
@@ -87,15 +99,16 @@ CONFIGS = {
             "--zoom",
             "1",
             "--no-stage-balance",
+            *EARLIER_DEFAULTS,
         ],
     ),
     "zoom": (
         "stages 224 of the whole image and of its centre magnified 2x (input 448), logistic head",
-        ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--no-stage-balance"],
+        ["--recipe", "detect", "--zoom", "2", "--centre", "0.5", "--no-stage-balance", *EARLIER_DEFAULTS],
     ),
     "zoom_centre06": (
         "stages 224 of the whole image and of its centre 0.6 magnified (input 448), logistic head",
-        ["--recipe", "detect", "--zoom", "2", "--centre", "0.6", "--no-stage-balance"],
+        ["--recipe", "detect", "--zoom", "2", "--centre", "0.6", "--no-stage-balance", *EARLIER_DEFAULTS],
     ),
     "zoom_balanced": (
         "zoom 2 (centre 0.5), every stage an equal share of the logistic head's prior",
@@ -126,15 +139,18 @@ CONFIGS = {
     ),
     "zoom_no_views": (
         "the same, no augmented views",
-        ["--recipe", "detect", "--zoom", "2", "--augment", "none", "--no-stage-balance"],
+        ["--recipe", "detect", "--zoom", "2", "--augment", "none", "--no-stage-balance", *EARLIER_DEFAULTS],
     ),
     "residual": (
         "stages 224 of the neighbouring-pixel residual, no augmented views, logistic head",
-        ["--recipe", "detect", "--input", "residual", "--augment", "none", "--zoom", "1", "--no-stage-balance"],
+        [
+            *("--recipe", "detect", "--input", "residual", "--augment", "none", "--zoom", "1"),
+            *("--no-stage-balance", *EARLIER_DEFAULTS),
+        ],
     ),
     "lpft": (
         "lpft: stages 224, logistic probe, then 4 epochs fine-tuning",
-        ["--recipe", "detect", "--mode", "lpft", "--epochs", "4", "--no-stage-balance"],
+        ["--recipe", "detect", "--mode", "lpft", "--epochs", "4", "--no-stage-balance", *EARLIER_DEFAULTS],
     ),
 }
 

@@ -3,6 +3,7 @@
 import pytest
 
 from transferlab.config import ConfigError, load_config
+from transferlab.data.transforms import AugmentSpec
 from transferlab.training.recipe import resolve
 
 
@@ -52,6 +53,41 @@ def test_explicit_settings_win():
     assert resolve(load_config(None, {"zoom": 1}), ["fake", "real"])[0].zoom == 1
     cfg, _ = resolve(load_config(None, {"recipe": "detect"}), ["ants", "bees"])
     assert (cfg.features, cfg.head, cfg.image_size) == ("stages", "logistic", None)
+
+
+def test_detect_recipe_views_are_jpeg_resaves_with_light_blur():
+    views = ("blur_prob", "blur_sigma_max", "jpeg_prob", "noise_prob")
+    cfg, notes = resolve(load_config(None, {}), ["fake", "real"])
+    assert tuple(getattr(cfg, k) for k in views) == (0.5, 1.0, 1.0, 0.2)
+    assert any("blur_sigma_max 1, jpeg_prob 1" in n for n in notes)
+    spec = AugmentSpec.from_config(cfg)
+    assert (spec.blur_prob, spec.blur_sigma_max, spec.jpeg_prob, spec.noise_prob) == (0.5, 1.0, 1.0, 0.2)
+    # the classic recipe keeps Wang et al.'s mix, on real/fake data too
+    for overrides, classes in (({}, ["ants", "bees"]), ({"recipe": "classic"}, ["fake", "real"])):
+        cfg, _ = resolve(load_config(None, overrides), classes)
+        assert tuple(getattr(cfg, k) for k in views) == (0.5, 3.0, 0.5, 0.2)
+    # one knob given explicitly wins; the others still come from the recipe
+    cfg, notes = resolve(load_config(None, {"blur_sigma_max": 2.0}), ["fake", "real"])
+    assert tuple(getattr(cfg, k) for k in views) == (0.5, 2.0, 1.0, 0.2)
+    assert not any("blur_sigma_max 1" in n for n in notes)
+    # a config no recipe resolved takes the classic mix instead of failing on None
+    spec = AugmentSpec.from_config(load_config(None, {"augment": "robust"}))
+    assert (spec.blur_prob, spec.blur_sigma_max, spec.jpeg_prob, spec.noise_prob) == (0.5, 3.0, 0.5, 0.2)
+    with pytest.raises(ConfigError, match="blur_sigma_max"):
+        load_config(None, {"blur_sigma_max": 0.01})
+
+
+def test_detect_recipe_fits_the_threshold_on_perturbed_validation_copies_too():
+    cfg, notes = resolve(load_config(None, {}), ["fake", "real"])
+    assert cfg.threshold_perturb == "jpeg:75,blur:1,noise:0.02"
+    assert [p.name for p in cfg.threshold_perturbations()] == ["jpeg:75", "blur:1", "noise:0.02"]
+    assert any("threshold fitted on validation clean + jpeg:75,blur:1,noise:0.02" in n for n in notes)
+    for overrides, classes in (({}, ["ants", "bees"]), ({"recipe": "classic"}, ["fake", "real"])):
+        cfg, notes = resolve(load_config(None, overrides), classes)
+        assert cfg.threshold_perturb == "none" and cfg.threshold_perturbations() == []
+        assert not any("threshold fitted" in n for n in notes)
+    cfg, notes = resolve(load_config(None, {"threshold_perturb": "jpeg:90"}), ["fake", "real"])
+    assert cfg.threshold_perturb == "jpeg:90" and not any("threshold fitted" in n for n in notes)
 
 
 def test_bad_recipe_values_fail_with_the_choices():

@@ -92,11 +92,11 @@ class TrainConfig:
     seed: int = 0  # seeds the split carved from train, initialisation, data order and augmentation
     augment: str = "auto"  # auto (robust for two-class real/fake data, else light) | none | light | robust | strong
     crop_scale_min: float = 0.25  # light augmentation: smallest random-resized-crop area
-    blur_prob: float = 0.5  # robust: probability of a Gaussian blur ...
-    blur_sigma_max: float = 3.0  # ... with sigma uniform in [0.1, this] pixels
-    jpeg_prob: float = 0.5  # robust: probability of JPEG re-compression ...
+    blur_prob: float | None = None  # robust: probability of a Gaussian blur (None: the recipe's, 0.5) ...
+    blur_sigma_max: float | None = None  # ... with sigma uniform in [0.1, this] pixels (None: recipe, 3; detect 1)
+    jpeg_prob: float | None = None  # robust: probability of JPEG re-compression (None: recipe, 0.5; detect 1) ...
     jpeg_quality_min: int = 30  # ... at a quality uniform in [this, 100]
-    noise_prob: float = 0.2  # robust: probability of Gaussian noise ...
+    noise_prob: float | None = None  # robust: probability of Gaussian noise (None: the recipe's, 0.2) ...
     noise_std_max: float = 0.03  # ... with std uniform in [0, this] (fraction of 255)
     rotate_deg: float = 15.0  # strong: random rotation within +- this many degrees ...
     translate: float = 0.1  # ... shift up to this fraction of the side ...
@@ -174,11 +174,11 @@ class TrainConfig:
                 f"not {self.mode}"
             )
         for name in ("blur_prob", "jpeg_prob", "noise_prob", "sp_prob", "sp_amount_max", "translate", "color_jitter"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if not 1 <= self.jpeg_quality_min <= 100:
             raise ConfigError(f"jpeg_quality_min must be 1-100, got {self.jpeg_quality_min}")
-        if self.blur_sigma_max < 0.1 or self.noise_std_max < 0:
+        if (self.blur_sigma_max is not None and self.blur_sigma_max < 0.1) or self.noise_std_max < 0:
             raise ConfigError("blur_sigma_max must be >= 0.1 and noise_std_max >= 0")
         if not 0 <= self.rotate_deg <= 180 or not 0 <= self.scale_jitter < 1:
             raise ConfigError(

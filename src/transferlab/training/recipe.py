@@ -8,8 +8,14 @@ Two recipes, chosen by measurement (BENCHMARKS.md, "Detection recipes"):
   backbone (``features: stages``) at the pretraining size in ``features`` mode, of the whole
   image and of its centre magnified 2x (``zoom: 2``: where face edits and swaps are), a
   standardised logistic-regression head fitted in seconds on cached features (every stage an
-  equal share of its L2 prior: ``stage_balance``), and the robust augmentation (blur, JPEG,
-  noise) so the head does not lean on traces that one re-save destroys.
+  equal share of its L2 prior: ``stage_balance``), and the robust augmentation with every
+  augmented view re-saved as JPEG (quality 30-100), half of them blurred with sigma up to 1 and
+  one in five noised (:data:`~transferlab.data.transforms.DEGRADE_VIEWS`), so the head does not
+  lean on traces that one re-save, a light blur or noise destroys, while stronger blur does not
+  wash out the ones that carry over to other generators. The decision threshold is the
+  equal-error point of the validation scores clean and under JPEG 75, blur 1 and noise 0.02
+  pooled (``threshold_perturb``): those shift every score a little, and a threshold fitted on
+  clean scores alone lets verdicts flip (BENCHMARKS.md, "A threshold fitted on perturbed copies").
 
 ``recipe: auto`` picks ``detect`` for two-class data with one class named like fake/generated/GAN
 (:func:`transferlab.metrics.looks_real_fake`), ``classic`` otherwise. Any setting given
@@ -21,11 +27,14 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import TrainConfig
-from ..data.transforms import resolve_augment
+from ..data.transforms import DEGRADE_VIEWS, resolve_augment
 from ..metrics import looks_real_fake
 from ..modes import get_mode
 
-__all__ = ["resolve"]
+__all__ = ["resolve", "THRESHOLD_PERTURB"]
+
+# the perturbed validation copies each recipe fits the two-class threshold on, beside the clean ones
+THRESHOLD_PERTURB = {"classic": "none", "detect": "jpeg:75,blur:1,noise:0.02"}
 
 
 def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str]]:
@@ -50,6 +59,11 @@ def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str
             f"augment auto -> {changes['augment']}"
             + (" (real vs fake: blur/JPEG/noise augmentation on; --augment light turns it off)" if real_fake else "")
         )
+    for name, value in DEGRADE_VIEWS["detect" if detect else "classic"].items():
+        if getattr(cfg, name) is None:
+            changes[name] = value
+    if cfg.threshold_perturb is None:
+        changes["threshold_perturb"] = THRESHOLD_PERTURB[recipe]
     features = cfg.features
     if features == "auto":
         features = changes["features"] = "stages" if detect and mode.pretrained else "last"
@@ -61,6 +75,10 @@ def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str
     # too (BENCHMARKS.md, "Detection recipes"): +2 ROC-AUC points on face swaps, but -4 on ciplab,
     # a 7.7-point accuracy loss there under JPEG 75 (none at 224), and 3-4x the time.
     shown = [f"{k} {changes[k]}" for k in ("features", "head", "zoom") if k in changes]
+    if changes.get("augment", cfg.augment) in ("robust", "strong"):
+        shown += [f"{k} {changes[k]:g}" for k in DEGRADE_VIEWS["detect"] if k in changes]
+    if len(classes) == 2 and changes.get("threshold_perturb", "none") != "none":
+        shown.append(f"threshold fitted on validation clean + {changes['threshold_perturb']}")
     if detect and shown:
         notes.append("detect recipe: " + ", ".join(shown))
     return dataclasses.replace(cfg, **changes).validate(), notes

@@ -684,7 +684,7 @@ def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
         positive,
         *cfg.threshold_rule(),
         temperature=cfg.calibrate,
-        perturbed=_perturbed_validation(s, o) if positive is not None else [],
+        perturbed=_perturbed_validation(s, o) if positive is not None and cfg.threshold != "argmax" else [],
     )
     decision = {
         "threshold": calibration["threshold"],
