@@ -66,6 +66,10 @@ CONFIGS = {
         "JPEG on every augmented view, blur up to sigma 1, threshold fitted on perturbed validation copies too)",
         [],
     ),
+    "default_noise04": (
+        "the default with noise on two augmented views in five (--noise-prob 0.4)",
+        ["--noise-prob", "0.4"],
+    ),
     "stages_448__logistic_head": (
         "stages 448, logistic head",
         ["--image-size", "448", "--zoom", "1", "--no-stage-balance", *EARLIER_DEFAULTS],

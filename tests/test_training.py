@@ -376,6 +376,10 @@ def test_threshold_perturb_fits_the_threshold_on_the_validation_images_clean_and
     assert again["threshold"] == pytest.approx(cal["threshold"], abs=1e-4)
     assert again["threshold_clean"] == pytest.approx(cal["threshold_clean"], abs=1e-4)
     assert abs(cal["threshold"] - cal["threshold_clean"]) > 1e-3  # here the perturbed copies move it
+    from transferlab.evaluation.scoring import evaluate_run
+
+    ev = evaluate_run(out, explain=0, out=tmp_path / "eval")
+    assert ev["threshold_source"] == "saved with the model (eer on the validation split, clean, blur:3, noise:0.2)"
     # none (any case) or unset: the clean scores alone; a bad perturbation names the setting
     assert load_config(None, {"threshold_perturb": "None"}).threshold_perturbations() == []
     with pytest.raises(ConfigError, match="threshold_perturb: perturbation 'jpeg:500'"):

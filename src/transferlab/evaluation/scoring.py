@@ -118,7 +118,9 @@ def evaluate_run(
     threshold, source = pred.threshold, None
     if threshold is not None:
         cal = load_checkpoint(run_dir / checkpoint).get("calibration") or {}
-        source = f"saved with the model ({cal.get('threshold_rule', 'eer')} on the validation split)"
+        pooled = ", ".join(cal.get("threshold_fitted_on") or [])  # clean + perturbed copies
+        on = f"the validation split, {pooled}" if pooled else "the validation split"
+        source = f"saved with the model ({cal.get('threshold_rule', 'eer')} on {on})"
     elif len(pred.classes) == 2 and own.splits.get("val"):
         vp, vl, _, _ = _probs(pred, own.splits["val"])
         threshold, source = eer_threshold(vl, vp, positive), "validation split, equal-error point (chosen now)"
