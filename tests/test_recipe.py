@@ -4,6 +4,7 @@ import pytest
 
 from transferlab.config import ConfigError, load_config
 from transferlab.data.transforms import AugmentSpec
+from transferlab.training.calibration import threshold_perturbations
 from transferlab.training.recipe import resolve
 
 
@@ -80,11 +81,11 @@ def test_detect_recipe_views_are_jpeg_resaves_with_light_blur():
 def test_detect_recipe_fits_the_threshold_on_perturbed_validation_copies_too():
     cfg, notes = resolve(load_config(None, {}), ["fake", "real"])
     assert cfg.threshold_perturb == "jpeg:75,blur:1,noise:0.02"
-    assert [p.name for p in cfg.threshold_perturbations()] == ["jpeg:75", "blur:1", "noise:0.02"]
+    assert [p.name for p in threshold_perturbations(cfg.threshold_perturb)] == ["jpeg:75", "blur:1", "noise:0.02"]
     assert any("threshold fitted on validation clean + jpeg:75,blur:1,noise:0.02" in n for n in notes)
     for overrides, classes in (({}, ["ants", "bees"]), ({"recipe": "classic"}, ["fake", "real"])):
         cfg, notes = resolve(load_config(None, overrides), classes)
-        assert cfg.threshold_perturb == "none" and cfg.threshold_perturbations() == []
+        assert cfg.threshold_perturb == "none" and threshold_perturbations(cfg.threshold_perturb) == []
         assert not any("threshold fitted" in n for n in notes)
     cfg, notes = resolve(load_config(None, {"threshold_perturb": "jpeg:90"}), ["fake", "real"])
     assert cfg.threshold_perturb == "jpeg:90" and not any("threshold fitted" in n for n in notes)

@@ -344,7 +344,7 @@ def test_threshold_perturb_fits_the_threshold_on_the_validation_images_clean_and
     from transferlab.data.index import load_index
     from transferlab.data.perturb import parse_perturbations
     from transferlab.predict.predictor import Predictor
-    from transferlab.training.calibration import calibrate
+    from transferlab.training.calibration import calibrate, threshold_perturbations
 
     out = tmp_path / "run"
     over = {**fast_overrides, "data": str(tiny_folder), "out": str(out), "threshold_perturb": "blur:3,noise:0.2"}
@@ -381,6 +381,7 @@ def test_threshold_perturb_fits_the_threshold_on_the_validation_images_clean_and
     ev = evaluate_run(out, explain=0, out=tmp_path / "eval")
     assert ev["threshold_source"] == "saved with the model (eer on the validation split, clean, blur:3, noise:0.2)"
     # none (any case) or unset: the clean scores alone; a bad perturbation names the setting
-    assert load_config(None, {"threshold_perturb": "None"}).threshold_perturbations() == []
+    assert threshold_perturbations("None") == threshold_perturbations(None) == []
     with pytest.raises(ConfigError, match="threshold_perturb: perturbation 'jpeg:500'"):
-        load_config(None, {"threshold_perturb": "jpeg:500"})
+        train(load_config(None, {**over, "out": str(tmp_path / "bad"), "threshold_perturb": "jpeg:500"}))
+    assert not (tmp_path / "bad").exists()

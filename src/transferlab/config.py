@@ -187,7 +187,6 @@ class TrainConfig:
         if self.lp_epochs < 1:
             raise ConfigError(f"lp_epochs must be >= 1, got {self.lp_epochs}")
         self.threshold_rule()
-        self.threshold_perturbations()
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -203,18 +202,6 @@ class TrainConfig:
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         return self
-
-    def threshold_perturbations(self) -> list:
-        """``threshold_perturb`` parsed (:func:`transferlab.data.perturb.parse_perturbations`);
-        ``[]`` for ``none`` or unset."""
-        from .data.perturb import parse_perturbations
-
-        if self.threshold_perturb is None or str(self.threshold_perturb).strip().lower() in ("", "none"):
-            return []
-        try:
-            return parse_perturbations(str(self.threshold_perturb))
-        except ValueError as e:
-            raise ConfigError(f"threshold_perturb: {e}") from None
 
     def threshold_rule(self) -> tuple[str, float | None]:
         """``threshold`` parsed: ``("eer", None)``, ``("argmax", None)`` or ``("fpr", rate)``."""

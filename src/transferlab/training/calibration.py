@@ -7,8 +7,8 @@
 - :func:`choose_threshold`: the two-class decision threshold on P(positive): the equal-error
   point, or the lowest threshold whose false-positive rate stays within a budget; optionally
   fitted on the validation scores pooled with those of perturbed copies (JPEG, blur, noise), so
-  that a verdict does not flip when an image is re-saved (BENCHMARKS.md, "A threshold fitted on
-  perturbed copies").
+  that a verdict does not flip when an image is re-saved (BENCHMARKS.md, "The detect
+  recipe's views and threshold").
 """
 
 from __future__ import annotations
@@ -19,9 +19,19 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import roc_curve
 
+from ..config import ConfigError
+from ..data.perturb import Perturbation, parse_perturbations
 from ..metrics import eer_threshold
 
-__all__ = ["fit_temperature", "apply_temperature", "expected_calibration_error", "nll", "choose_threshold", "calibrate"]
+__all__ = [
+    "fit_temperature",
+    "apply_temperature",
+    "expected_calibration_error",
+    "nll",
+    "choose_threshold",
+    "calibrate",
+    "threshold_perturbations",
+]
 
 
 def _logp(probs: np.ndarray) -> np.ndarray:
@@ -135,3 +145,14 @@ def calibrate(
         out["threshold_rule"] = rule if rule != "fpr" else f"fpr:{rate:g}"
         out["positive_class"] = classes[positive]
     return out
+
+
+def threshold_perturbations(spec: str | None) -> list[Perturbation]:
+    """A config's ``threshold_perturb`` parsed: ``[]`` for ``none`` or unset, a ConfigError
+    naming the setting for anything :func:`~transferlab.data.perturb.parse_perturbations` refuses."""
+    if spec is None or str(spec).strip().lower() in ("", "none"):
+        return []
+    try:
+        return parse_perturbations(str(spec))
+    except ValueError as e:
+        raise ConfigError(f"threshold_perturb: {e}") from None

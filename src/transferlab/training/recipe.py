@@ -15,7 +15,7 @@ Two recipes, chosen by measurement (BENCHMARKS.md, "Detection recipes"):
   wash out the ones that carry over to other generators. The decision threshold is the
   equal-error point of the validation scores clean and under JPEG 75, blur 1 and noise 0.02
   pooled (``threshold_perturb``): those shift every score a little, and a threshold fitted on
-  clean scores alone lets verdicts flip (BENCHMARKS.md, "A threshold fitted on perturbed copies").
+  clean scores alone lets verdicts flip (BENCHMARKS.md, "The detect recipe's views and threshold").
 
 ``recipe: auto`` picks ``detect`` for two-class data with one class named like fake/generated/GAN
 (:func:`transferlab.metrics.looks_real_fake`), ``classic`` otherwise. Any setting given

@@ -36,7 +36,7 @@ from ..reports.html import run_report
 from ..reports.plots import plot_confusion, plot_curves
 from ..rundir import RunFolder, RunFolderError
 from ..runtime import resolve_device, set_threads
-from .calibration import calibrate
+from .calibration import calibrate, threshold_perturbations
 from .engine import (
     FitState,
     build_optimizer,
@@ -224,6 +224,7 @@ class _Session:
 
 def _open_new(cfg: TrainConfig, overwrite: bool) -> _Session:
     get_spec(cfg.model)  # an unknown backbone name fails before the data is read
+    threshold_perturbations(cfg.threshold_perturb)  # and so does a misspelt perturbation
     run = RunFolder(cfg.out)
     if not overwrite:  # refuse before the (slow) indexing
         distributed.on_main(lambda: run.prepare_new(False) if run.is_run() else None)
@@ -661,7 +662,7 @@ def _perturbed_validation(s: _Session, o: _Outcome) -> list[tuple[str, np.ndarra
     (unreadable files are left out, as in training)."""
     out = []
     samples = [x for x in s.index.splits["val"] if x.path not in o.writer.skipped]
-    for p in s.cfg.threshold_perturbations():
+    for p in threshold_perturbations(s.cfg.threshold_perturb):
         _log(f"threshold: scoring the {len(samples)} validation images under {p.name}")
         data = ImageDataset(samples, eval_transform(o.pre), o.pre.decode_size, perturb=p)
         res = evaluate(o.model, threaded_batches(data, s.cfg.batch_size), o.device, s.cfg.channels_last, s.cfg.amp)
