@@ -662,9 +662,10 @@ def _perturbed_validation(s: _Session, o: _Outcome) -> list[tuple[str, np.ndarra
     (unreadable files are left out, as in training)."""
     out = []
     samples = [x for x in s.index.splits["val"] if x.path not in o.writer.skipped]
+    transform = eval_transform(o.pre)
     for p in threshold_perturbations(s.cfg.threshold_perturb):
         _log(f"threshold: scoring the {len(samples)} validation images under {p.name}")
-        data = ImageDataset(samples, eval_transform(o.pre), o.pre.decode_size, perturb=p)
+        data = ImageDataset(samples, transform, o.pre.decode_size, perturb=p)
         res = evaluate(o.model, threaded_batches(data, s.cfg.batch_size), o.device, s.cfg.channels_last, s.cfg.amp)
         if len(res["labels"]):
             out.append((p.name, res["labels"], res["probs"]))
