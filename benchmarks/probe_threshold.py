@@ -6,8 +6,9 @@ threshold rather than lose their order (BENCHMARKS.md, "What the blur and noise 
 For each stored run of bench_detect / bench_repeats (a run folder with its split.csv): P(fake) of
 every validation and test image, clean and under each perturbation; test accuracy under each at
 (a) the saved threshold (the equal-error point of the clean validation scores) and (b) the
-equal-error point of the clean and perturbed validation scores pooled. A probe, not a feature of
-the tool: it says whether fitting the threshold on perturbed copies is worth building.
+equal-error point of the clean and perturbed validation scores pooled. It decided that fitting the
+threshold on perturbed copies was worth building: `train --threshold-perturb` now does it at
+training time (the detect recipe's default); the probe still scores stored runs without retraining.
 
     .venv/bin/python benchmarks/probe_threshold.py RUN [RUN ...] [--perturb jpeg:75,blur:1,noise:0.02]
 
