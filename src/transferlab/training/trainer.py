@@ -22,6 +22,7 @@ import torch
 
 from .. import __version__, distributed
 from ..config import PAIRS_FILE, ConfigError, TrainConfig, config_to_dict, load_config
+from ..data.audit import metadata_shortcuts
 from ..data.index import DataIndex, carve_validation, conflicting_copies, imbalance_note, load_index, printable
 from ..data.loading import ImageDataset, cache_or_stream, make_loader, threaded_batches
 from ..data.preprocess import Preprocess
@@ -191,6 +192,7 @@ def prepare_data(cfg: TrainConfig) -> tuple[DataIndex, list[str]]:
             f"warning: {len(clash)} file(s) have the same bytes under two classes, e.g. {a} ({ca}) == "
             f"{b} ({cb}); remove or relabel the copy"
         )
+    notes += [f"warning: {cut.text()}" for cut in metadata_shortcuts(index.all_samples(), index.classes)]
     return index, notes
 
 
