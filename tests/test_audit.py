@@ -45,7 +45,7 @@ def test_a_share_of_one_class_saved_with_other_tables_is_named(tmp_path):
     assert "fake_07.jpg" in text  # an example file to look at
 
     # the same tables in both classes: nothing to say
-    same = [_save(tmp_path / "b", "real", i, 90) for i in range(10)] + [_save(tmp_path / "b", "fake", i, 90) for i in range(10)]
+    same = [_save(tmp_path / "b", cls, i, 90) for cls in ("real", "fake") for i in range(10)]
     assert metadata_shortcuts(same, ["fake", "real"]) == []
 
 
@@ -56,7 +56,7 @@ def test_one_off_values_and_small_shares_are_not_called_a_pattern(tmp_path):
     assert not any(f.trait == "size" for f in metadata_shortcuts(samples, ["fake", "real"]))
     # 3 re-saved files of 100: under the 5% share
     real = [_save(tmp_path / "c", "real", i, 90) for i in range(100)]
-    fake = [_save(tmp_path / "c", "fake", i, 90) for i in range(97)] + [_save(tmp_path / "c", "fake", i, 60) for i in range(97, 100)]
+    fake = [_save(tmp_path / "c", "fake", i, 90 if i < 97 else 60) for i in range(100)]
     assert metadata_shortcuts(real + fake, ["fake", "real"]) == []
     assert [f.count for f in metadata_shortcuts(real + fake, ["fake", "real"], min_share=0.03)] == [3]
 

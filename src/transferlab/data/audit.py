@@ -116,10 +116,11 @@ def metadata_shortcuts(
     min_files: int = 3,
 ) -> list[Shortcut]:
     """Trait values held by one class only, when those values together cover at least
-    ``min_share`` of the class: per trait, the class with the largest such share. Traits only some
-    formats have (JPEG tables) are compared among the classes whose files have them. A value counts only if ``min_files`` files share it, so
-    that one-off values (a photo collection's many pixel sizes) are not called a pattern. The
-    largest share first. Needs two or more classes; files that cannot be opened are left out."""
+    ``min_share`` of the class: per trait, the class with the largest such share. Traits only
+    some formats have (JPEG tables) are compared among the classes whose files have them. A
+    value counts only if ``min_files`` files share it, so that one-off values (a photo
+    collection's many pixel sizes) are not called a pattern. The largest share first. Needs two
+    or more classes; files that cannot be opened are left out."""
     per_value: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     example: dict[tuple[str, str, int], str] = {}
     totals: Counter = Counter()
