@@ -43,6 +43,7 @@ def test_a_share_of_one_class_saved_with_other_tables_is_named(tmp_path):
     text = found[0].text()
     assert "3 of 10 'fake' files (30%) have JPEG quantisation tables" in text and "quality ~60" in text
     assert "fake_07.jpg" in text  # an example file to look at
+    assert sorted(Path(p).name for p in found[0].paths) == ["fake_07.jpg", "fake_08.jpg", "fake_09.jpg"]
 
     # the same tables in both classes: nothing to say
     same = [_save(tmp_path / "b", cls, i, 90) for cls in ("real", "fake") for i in range(10)]

@@ -178,3 +178,55 @@ def test_robustness_drop_at_the_saved_threshold_is_the_verdicts():
     assert rows[1]["accuracy_at_threshold"] == pytest.approx(5 / 6)  # 0.45 stays fake; 0.3 and 0.35 turn real
     assert rows[1]["accuracy_drop"] == pytest.approx(1 / 6) and rows[1]["threshold_drop"] == pytest.approx(0)
     assert rows[0]["threshold_drop"] == 0
+
+
+def test_scores_are_given_again_without_the_files_one_class_saved_differently(tmp_path):
+    from PIL import Image
+    from sklearn.metrics import roc_auc_score
+
+    from transferlab.data.index import Sample
+    from transferlab.evaluation.scoring import saved_differently
+
+    rng = np.random.default_rng(0)
+    samples, labels = [], []
+    for i in range(20):  # class 0 "fake": 6 of 10 re-saved at quality 60; class 1 "real": all at 90
+        label = int(i >= 10)
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path, quality=60 if i < 6 else 90)
+        samples.append(Sample(str(path), label))
+        labels.append(label)
+    labels = np.array(labels)
+    p_fake = rng.uniform(0, 1, 20)
+    p_fake[:6] = 0.95  # the re-saved fakes are the easy ones
+    probs = np.stack([p_fake, 1 - p_fake], 1)
+    (cut,) = saved_differently(samples, labels, probs, ["fake", "real"], 0, 0.5)
+    assert (cut["trait"], cut["class"], cut["count"], cut["total"]) == ("jpeg_tables", "fake", 6, 10)
+    y = labels == 0
+    without, only = np.arange(6, 20), np.r_[0:6, 10:20]
+    assert cut["without"]["n"] == 14 and cut["only"]["n"] == 16
+    assert cut["without"]["roc_auc"] == pytest.approx(roc_auc_score(y[without], p_fake[without]))
+    assert cut["only"]["roc_auc"] == pytest.approx(roc_auc_score(y[only], p_fake[only]))
+    assert cut["only"]["roc_auc"] > cut["without"]["roc_auc"]
+    acc = ((p_fake[without] >= 0.5) == y[without]).mean()
+    assert cut["without"]["accuracy_at_threshold"] == pytest.approx(acc)
+
+
+def test_evaluate_names_files_saved_differently_and_scores_without_them(trained_run, tmp_path):
+    from PIL import Image
+
+    other = make_folder(tmp_path / "other", n=5)
+    for png in sorted((other / "fake").glob("*.png"))[:4]:  # 4 of 5 fakes become JPEG files; reals stay PNG
+        Image.open(png).save(png.with_suffix(".jpg"), quality=95)
+        png.unlink()
+    r = evaluate_run(trained_run, other, explain=0)
+    (cut,) = r["saved_differently"]
+    assert (cut["trait"], cut["class"], cut["count"], cut["total"]) == ("format", "fake", 4, 5)
+    assert cut["without"]["n"] == 6 and cut["only"]["n"] == 9
+    report = (trained_run / "eval_other" / "report.md").read_text()
+    assert "**saved differently**: 4 of 5 'fake' files (80%) have file format" in report
+    assert "without those files (6 images): ROC-AUC" in report
+    from transferlab.reports.html import _eval_section
+
+    page = "".join(_eval_section(trained_run / "eval_other", r))
+    assert "Files saved differently" in page and 'fake: without those files</td><td class="n">6<' in page
+    assert evaluate_run(trained_run, explain=0)["saved_differently"] == []  # all PNG: nothing to say

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 
@@ -85,15 +85,19 @@ def file_traits(path: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Shortcut:
-    """``count`` of the ``total`` files of class ``cls`` have a ``trait`` value (``values``, the
-    commonest first) that no file of another class has."""
+    """``count`` of the ``total`` files of class ``cls`` (``paths``) have a ``trait`` value
+    (``values``, the commonest first) that no file of another class has."""
 
     trait: str
     cls: str
     count: int
     total: int
     values: tuple[str, ...]
-    example: str
+    paths: tuple[str, ...] = field(repr=False)
+
+    @property
+    def example(self) -> str:
+        return self.paths[0]
 
     @property
     def share(self) -> float:
@@ -122,7 +126,7 @@ def metadata_shortcuts(
     collection's many pixel sizes) are not called a pattern. The largest share first. Needs two
     or more classes; files that cannot be opened are left out."""
     per_value: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
-    example: dict[tuple[str, str, int], str] = {}
+    paths: dict[tuple[str, str, int], list[str]] = defaultdict(list)
     totals: Counter = Counter()
     for s in samples:
         traits = file_traits(s.path)
@@ -131,7 +135,7 @@ def metadata_shortcuts(
         totals[s.label] += 1
         for trait, value in traits.items():
             per_value[trait][value][s.label] += 1
-            example.setdefault((trait, value, s.label), s.path)
+            paths[trait, value, s.label].append(s.path)
     if len(totals) < 2:
         return []
     found = []
@@ -152,7 +156,8 @@ def metadata_shortcuts(
             if count and count >= min_share * total:
                 own.sort(key=lambda nv: (-nv[0], nv[1]))
                 shown = tuple(f"{v} ({n})" for n, v in own)
-                cut = Shortcut(trait, classes[label], count, total, shown, example[(trait, own[0][1], label)])
+                files = tuple(p for _, v in own for p in paths[trait, v, label])
+                cut = Shortcut(trait, classes[label], count, total, shown, files)
                 best = cut if best is None or cut.share > best.share else best
         if best:  # one finding per trait: two classes with a format each are one fact
             found.append(best)

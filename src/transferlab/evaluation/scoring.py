@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from ..data.audit import metadata_shortcuts
 from ..data.index import DataError, DataIndex, Sample, load_index, read_manifest
 from ..data.perturb import Perturbation, parse_perturbations
 from ..files import write_text
-from ..metrics import classification_report, eer_threshold
+from ..metrics import binary_scores, classification_report, eer_threshold
 from ..models.checkpoint import load_checkpoint
 from ..predict.predictor import Predictor
 from ..reports.grids import sample_grid, thumbnails
@@ -25,7 +26,7 @@ from ..reports.html import run_report
 from ..reports.plots import plot_confusion, plot_prediction_grid, plot_robustness, plot_roc
 from ..rundir import RunFolder
 
-__all__ = ["evaluate_run", "select_eval_split", "parse_class_map", "robustness"]
+__all__ = ["evaluate_run", "select_eval_split", "parse_class_map", "robustness", "saved_differently"]
 
 
 def parse_class_map(text: str | None) -> dict[str, str]:
@@ -126,6 +127,8 @@ def evaluate_run(
         threshold, source = eer_threshold(vl, vp, positive), "validation split, equal-error point (chosen now)"
     probs, labels, kept, skipped = _probs(pred, samples)
     report = classification_report(labels, probs, pred.classes, positive, threshold)
+    if positive is not None:
+        report["saved_differently"] = saved_differently(kept, labels, probs, pred.classes, positive, threshold)
     report.update(
         run=str(run_dir.resolve()),
         data=str(index.root),
@@ -159,6 +162,33 @@ def evaluate_run(
     if out.resolve() == run_dir.resolve() and RunFolder(run_dir).finished():
         run_report(run_dir)  # report.html now includes this evaluation
     return report
+
+
+def saved_differently(
+    samples: Sequence[Sample],
+    labels: np.ndarray,
+    probs: np.ndarray,
+    classes: list[str],
+    positive: int,
+    threshold: float | None,
+) -> list[dict]:
+    """For each way a share of one class's files was saved and no other class's was
+    (:func:`~transferlab.data.audit.metadata_shortcuts`: JPEG tables, format, pixel size, ...),
+    the scores again ``without`` those files, and with ``only`` them against the other classes:
+    how much of the figure rests on how the files were saved rather than what they show."""
+    out = []
+    for cut in metadata_shortcuts(samples, classes):
+        flagged = np.isin([s.path for s in samples], cut.paths)
+        row = {"trait": cut.trait, "class": cut.cls, "count": cut.count, "total": cut.total, "text": cut.text()}
+        others = labels != classes.index(cut.cls)
+        for name, keep in (("without", ~flagged), ("only", flagged | others)):
+            b = binary_scores(labels[keep], probs[keep], positive, threshold)
+            row[name] = {
+                "n": int(keep.sum()),
+                **{k: b.get(k) for k in ("roc_auc", "roc_auc_ci95", "accuracy_at_threshold")},
+            }
+        out.append(row)
+    return out
 
 
 def _figures(
@@ -294,6 +324,16 @@ def render_markdown(r: dict) -> str:
             lines += [
                 f"- threshold {b['threshold']:.4f} ({r['threshold_source']}): accuracy {b['accuracy_at_threshold']:.4f}"
             ]
+    for cut in r.get("saved_differently") or []:
+        lines += [f"- **saved differently**: {cut['text']}"]
+        for name, what in (("without", "without those files"), ("only", "those files alone against the rest")):
+            c = cut[name]
+            if c["roc_auc"] is not None:
+                at = c.get("accuracy_at_threshold")
+                lines += [
+                    f"  - {what} ({c['n']} images): ROC-AUC {c['roc_auc']:.4f}"
+                    + (f", accuracy at the threshold {at:.4f}" if at is not None else "")
+                ]
     lines += ["", "| class | accuracy | precision | recall | F1 | n |", "|---|---|---|---|---|---|"]
     for name, c in r["per_class"].items():
         acc = "-" if c["accuracy"] is None else f"{c['accuracy']:.4f}"

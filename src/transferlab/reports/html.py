@@ -218,6 +218,19 @@ def _eval_section(run_dir: Path, ev: dict) -> list[str]:
         figure(run_dir / "test_predictions.png", f"{ev['split']} predictions: green right, red wrong"),
         figure(run_dir / "most_wrong.png", "most confidently wrong"),
     ]
+    if ev.get("saved_differently"):
+        out += [
+            "<h3>Files saved differently</h3>",
+            *(f"<p>{html.escape(c['text'])}</p>" for c in ev["saved_differently"]),
+            table(
+                ["", "images", "ROC-AUC", "accuracy at threshold"],
+                [
+                    (f"{c['class']}: {label}", c[k]["n"], c[k]["roc_auc"], c[k].get("accuracy_at_threshold"))
+                    for c in ev["saved_differently"]
+                    for k, label in (("without", "without those files"), ("only", "those files alone"))
+                ],
+            ),
+        ]
     if ev.get("robustness"):
         out += [
             "<h3>Robustness</h3>",
