@@ -92,3 +92,26 @@ def test_face_set_grouped_split():
     assert sum(counts["test"].values()) == 1340 - 1000 - 120
     for g in groups:
         assert len({_side(splits, p) for p in g}) == 1
+
+
+def test_split_warns_when_one_class_was_saved_differently(tmp_path):
+    from PIL import Image
+
+    src = make_folder(tmp_path / "src", n=8)
+    for png in (src / "real").glob("*.png"):  # every real becomes a JPEG file; the fakes stay PNG
+        Image.open(png).save(png.with_suffix(".jpg"), quality=90)
+        png.unlink()
+    _, warnings = split_folder(src, tmp_path / "out", SplitSpec(train_per_class=4, seed=0))
+    fmt = [w for w in warnings if "file format" in w]
+    assert len(fmt) == 1 and "8 of 8" in fmt[0] and "(100%)" in fmt[0], warnings
+    assert not any("JPEG quantisation" in w for w in warnings)  # only one class has JPEG files: one fact, one line
+
+
+@pytest.mark.data
+def test_ciplab_fakes_resaved_with_other_jpeg_tables_are_named(tmp_path):
+    if not FACES.exists():
+        pytest.skip(f"{FACES} missing")
+    _, warnings = split_folder(FACES, tmp_path / "out", SplitSpec(train_per_class=500, val_per_class=60, seed=0))
+    (cut,) = [w for w in warnings if "JPEG quantisation tables" in w]
+    assert cut.startswith("164 of 640 'fake' files (26%) have JPEG quantisation tables that no other class has")
+    assert "quality ~87" in cut and "(141)" in cut and "(23)" in cut

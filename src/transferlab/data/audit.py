@@ -17,6 +17,7 @@ Torch-free.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,7 +60,8 @@ def file_traits(path: str) -> dict[str, str]:
     """The header traits of one file (see :data:`TRAITS`); ``{}`` when it cannot be opened
     (reading images is not this module's job: the loaders report such files)."""
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: only the header is read
             out = {
                 "format": str(im.format),
                 "size": f"{im.size[0]}x{im.size[1]}",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..files import write_text
+from .audit import metadata_shortcuts
 from .index import (
     SPLITS,
     DataError,
@@ -159,6 +160,7 @@ def split_folder(
     skew = imbalance_note(samples, index.classes)
     if skew:
         warnings.append(skew)
+    warnings += [cut.text() for cut in metadata_shortcuts(samples, index.classes)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(result, out / "split.csv")
