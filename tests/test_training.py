@@ -379,7 +379,7 @@ def test_threshold_perturb_fits_the_threshold_on_the_validation_images_clean_and
     from transferlab.evaluation.scoring import evaluate_run
 
     ev = evaluate_run(out, explain=0, out=tmp_path / "eval")
-    assert ev["threshold_source"] == "saved with the model (eer on the validation split, clean, blur:3, noise:0.2)"
+    assert ev["threshold_source"] == "saved with the model (eer on the validation split, clean + blur:3, noise:0.2)"
     # none (any case) or unset: the clean scores alone; a bad perturbation names the setting
     assert threshold_perturbations("None") == threshold_perturbations(None) == []
     with pytest.raises(ConfigError, match="threshold_perturb: perturbation 'jpeg:500'"):

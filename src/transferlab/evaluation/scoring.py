@@ -25,6 +25,7 @@ from ..reports.grids import sample_grid, thumbnails
 from ..reports.html import run_report
 from ..reports.plots import plot_confusion, plot_prediction_grid, plot_robustness, plot_roc
 from ..rundir import RunFolder
+from ..training.calibration import fitted_on
 
 __all__ = ["evaluate_run", "select_eval_split", "parse_class_map", "robustness", "saved_differently"]
 
@@ -119,9 +120,7 @@ def evaluate_run(
     threshold, source = pred.threshold, None
     if threshold is not None:
         cal = load_checkpoint(run_dir / checkpoint).get("calibration") or {}
-        pooled = ", ".join(cal.get("threshold_fitted_on") or [])  # clean + perturbed copies
-        on = f"the validation split, {pooled}" if pooled else "the validation split"
-        source = f"saved with the model ({cal.get('threshold_rule', 'eer')} on {on})"
+        source = f"saved with the model ({cal.get('threshold_rule', 'eer')} on {fitted_on(cal)})"
     elif len(pred.classes) == 2 and own.splits.get("val"):
         vp, vl, _, _ = _probs(pred, own.splits["val"])
         threshold, source = eer_threshold(vl, vp, positive), "validation split, equal-error point (chosen now)"

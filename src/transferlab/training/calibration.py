@@ -147,6 +147,14 @@ def calibrate(
     return out
 
 
+def fitted_on(calibration: dict) -> str:
+    """What a saved threshold was fitted on, in words: ``"the validation split"``, and with
+    perturbed copies ``"the validation split, clean + jpeg:75, blur:1"`` (the training log and
+    ``evaluate`` say it the same way)."""
+    copies = calibration.get("threshold_fitted_on") or []
+    return "the validation split" + (f", clean + {', '.join(copies[1:])}" if copies else "")
+
+
 def threshold_perturbations(spec: str | None) -> list[Perturbation]:
     """A config's ``threshold_perturb`` parsed: ``[]`` for ``none`` or unset, a ConfigError
     naming the setting for anything :func:`~transferlab.data.perturb.parse_perturbations` refuses."""

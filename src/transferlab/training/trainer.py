@@ -37,7 +37,7 @@ from ..reports.html import run_report
 from ..reports.plots import plot_confusion, plot_curves
 from ..rundir import RunFolder, RunFolderError
 from ..runtime import resolve_device, set_threads
-from .calibration import calibrate, threshold_perturbations
+from .calibration import calibrate, fitted_on, threshold_perturbations
 from .engine import (
     FitState,
     build_optimizer,
@@ -754,7 +754,7 @@ def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
     if calibration["threshold"] is not None:
         _log(
             f"decision: {calibration['positive_class']} if P >= {calibration['threshold']:.4f} "
-            f"({calibration['threshold_rule']} on validation{_pooled_note(calibration)}); "
+            f"({calibration['threshold_rule']} on {fitted_on(calibration)}{_clean_alone(calibration)}); "
             f"temperature {calibration['temperature']:.3f}, "
             f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}"
         )
@@ -762,11 +762,9 @@ def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
     return summary
 
 
-def _pooled_note(calibration: dict) -> str:
-    if not calibration.get("threshold_fitted_on"):
-        return ""
-    also = ", ".join(calibration["threshold_fitted_on"][1:])
-    return f" clean + {also}; clean alone {calibration['threshold_clean']:.4f}"
+def _clean_alone(calibration: dict) -> str:
+    """The threshold the clean validation scores alone give, when perturbed copies joined the fit."""
+    return f"; clean alone {calibration['threshold_clean']:.4f}" if calibration.get("threshold_fitted_on") else ""
 
 
 def _val_grid(path: Path, index: DataIndex, val: dict, n: int = 24) -> None:
