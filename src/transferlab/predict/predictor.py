@@ -12,13 +12,12 @@ from torch import nn
 
 from ..data.images import prepare
 from ..data.index import Sample, expand_inputs
-from ..data.loading import ImageDataset, make_loader, threaded_batches
 from ..data.preprocess import Preprocess
 from ..data.transforms import eval_transform
 from ..models.checkpoint import load_checkpoint, model_from_checkpoint
 from ..models.transfer import TransferModel
 from ..runtime import resolve_device
-from ..training.engine import evaluate
+from ..training.engine import score_files
 from .decision import Prediction, decision, label_for
 
 __all__ = ["Predictor", "Prediction", "Scorer", "expand_inputs"]
@@ -130,14 +129,18 @@ class Predictor:
     def predict_paths(self, paths: Sequence[str]) -> list[Prediction]:
         """Predict files in batches; unreadable ones come back with ``error`` set."""
         samples = [Sample(p, 0) for p in paths]
-        decode = self.preprocess.decode_size
-        dataset = ImageDataset(samples, self.transform, decode, perturb=self.perturb)
-        if self.num_workers > 0:
-            loader = make_loader(dataset, None, self.batch_size, False, self.num_workers)
-        else:  # default: one prefetch thread (worker processes measured slower on small CPUs)
-            loader = threaded_batches(dataset, self.batch_size)
         bar = self.progress and len(paths) > self.batch_size
-        res = evaluate(self.scorer, loader, self.device, channels_last=False, progress=bar, desc="predict")
+        res = score_files(
+            self.scorer,
+            samples,
+            self.transform,
+            self.preprocess.decode_size,
+            self.device,
+            self.batch_size,
+            self.perturb,
+            self.num_workers,
+            progress=bar,
+        )
         out: list[Prediction] = [Prediction(p, None, {}, "unreadable") for p in paths]
         for idx, reason in res["skipped"]:
             out[idx] = Prediction(paths[idx], None, {}, reason)

@@ -24,7 +24,7 @@ from .. import __version__, distributed
 from ..config import PAIRS_FILE, ConfigError, TrainConfig, config_to_dict, load_config
 from ..data.audit import metadata_shortcuts
 from ..data.index import DataIndex, carve_validation, conflicting_copies, imbalance_note, load_index, printable
-from ..data.loading import ImageDataset, cache_or_stream, make_loader, threaded_batches
+from ..data.loading import cache_or_stream, make_loader
 from ..data.preprocess import Preprocess
 from ..data.transforms import AugmentSpec, eval_transform, train_transform
 from ..metrics import classification_report, guess_positive
@@ -46,6 +46,7 @@ from .engine import (
     evaluate,
     fit,
     gather_outputs,
+    score_files,
     val_metric,
 )
 from .features import FeatureCache, FeatureSet, cache_key, default_cache_dir, extract_features, feature_loader
@@ -667,8 +668,10 @@ def _perturbed_validation(s: _Session, o: _Outcome) -> list[tuple[str, np.ndarra
     transform = eval_transform(o.pre)
     for p in threshold_perturbations(s.cfg.threshold_perturb):
         _log(f"threshold: scoring the {len(samples)} validation images under {p.name}")
-        data = ImageDataset(samples, transform, o.pre.decode_size, perturb=p)
-        res = evaluate(o.model, threaded_batches(data, s.cfg.batch_size), o.device, s.cfg.channels_last, s.cfg.amp)
+        res = score_files(
+            o.model, samples, transform, o.pre.decode_size, o.device, s.cfg.batch_size, p,
+            channels_last=s.cfg.channels_last, amp=s.cfg.amp, desc="eval",
+        )  # fmt: skip
         if len(res["labels"]):
             out.append((p.name, res["labels"], res["probs"]))
     return out
