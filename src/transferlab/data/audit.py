@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from .index import Sample
 
@@ -75,8 +75,6 @@ def file_traits(path: str) -> dict[str, str]:
                 quality = f"quality ~{jpeg_quality(tables[0])}" if 0 in tables and len(tables[0]) == 64 else "?"
                 out["jpeg_tables"] = f"{quality} [{hashlib.sha1(text.encode()).hexdigest()[:8]}]"
                 out["progressive"] = "yes" if im.info.get("progressive") else "no"
-                from PIL import JpegImagePlugin
-
                 out["jpeg_sampling"] = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}.get(
                     JpegImagePlugin.get_sampling(im), "other"
                 )
