@@ -7,7 +7,12 @@ features measure that at the file's own pixels, per region of a 5 x 5 grid:
   (per region, relative to the image's median; plus quantiles and spread): 93 values;
 - colour: the mean Cb and Cr per region, relative to the image's: 50;
 - grid: the log ratio of pixel differences across 8 px block borders to those inside, per region,
-  horizontal and vertical (how strongly and where the JPEG grid shows): 50.
+  horizontal and vertical (how strongly and where the JPEG grid shows): 50;
+- dq: double quantisation against the file's own JPEG tables: the luminance DCT of every 8 x 8
+  block divided by the file's table, and for the 15 lowest AC frequencies the histogram of the
+  quantised magnitudes 1-16, the share of zeros and the rounding error (a second save with other
+  tables leaves periodic gaps in these histograms), plus the share of zeros and the rounding
+  error per region of a 3 x 3 grid: 288 (the "all" group is the first three, not dq).
 
 A logistic head (C by 5-fold ROC-AUC) fitted on them over each stored default run's training split;
 its test logits fused with the run's (each divided by its validation spread, then added). Test
@@ -33,6 +38,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from PIL import Image
 from scipy import ndimage
+from scipy.fft import dctn
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -50,6 +56,25 @@ RUNS = [RESULTS / "detect/ciplab/default", *(RESULTS / f"repeats/ciplab/seed{s}/
 OTHERS = {"tpdne": RESULTS / "detect/tpdne/split/split.csv", "dfdc": RESULTS / "detect/dfdc/split/split.csv"}
 GROUPS = {"noise": np.r_[0:93], "colour": np.r_[93:143], "grid": np.r_[143:193], "noise+grid": np.r_[0:93, 143:193]}
 GROUPS["all"] = np.r_[0:193]
+GROUPS["dq"] = np.r_[193:481]
+# the 15 lowest AC frequencies of an 8 x 8 DCT, in zigzag order
+ZIGZAG = [
+    (0, 1),
+    (1, 0),
+    (2, 0),
+    (1, 1),
+    (0, 2),
+    (0, 3),
+    (1, 2),
+    (2, 1),
+    (3, 0),
+    (4, 0),
+    (3, 1),
+    (2, 2),
+    (1, 3),
+    (0, 4),
+    (0, 5),
+]
 
 
 def _regions(m: np.ndarray, g: int = 5) -> np.ndarray:
@@ -76,6 +101,35 @@ def forensic_features(path: str) -> np.ndarray:
         inside = _regions(np.where(~border, d, 0)) / (~border).mean()
         out.append(np.log((across + 1e-3) / (inside + 1e-3)))
     return np.concatenate([np.ravel(o) for o in out]).astype(np.float32)
+
+
+def dq_features(path: str, g: int = 3) -> np.ndarray:
+    """The 288 double-quantisation features above (a file without JPEG tables: unit tables)."""
+    im = Image.open(path)
+    tables = getattr(im, "quantization", None)
+    q = np.array(tables[0], float).reshape(8, 8) if tables else np.ones((8, 8))  # natural order (Pillow >= 8.3)
+    im.draft("YCbCr", im.size)
+    y = np.asarray(im.convert("YCbCr"))[..., 0].astype(np.float64) - 128
+    h, w = (y.shape[0] // 8) * 8, (y.shape[1] // 8) * 8
+    blocks = y[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
+    d = dctn(blocks, axes=(2, 3), norm="ortho") / q  # in units of the last save's table
+    k = np.round(d)
+    err = np.abs(d - k)
+    out = []
+    for u, v in ZIGZAG:
+        a = np.abs(k[:, :, u, v]).ravel()
+        nz = a[a >= 1]
+        hist = np.bincount(np.minimum(nz, 16).astype(int), minlength=17)[1:17] / max(len(nz), 1)
+        out += [hist, [np.mean(a == 0), err[:, :, u, v].mean()]]
+    for m in ((k[:, :, :3, :3] == 0).mean(axis=(2, 3)), err[:, :, :3, :3].mean(axis=(2, 3))):
+        ys, xs = (np.linspace(0, n, g + 1).astype(int) for n in m.shape)
+        regions = [m[ys[i] : ys[i + 1], xs[j] : xs[j + 1]].mean() for i in range(g) for j in range(g)]
+        out.append(np.array(regions) - m.mean())
+    return np.concatenate([np.ravel(o) for o in out]).astype(np.float32)
+
+
+def _all_features(path: str) -> np.ndarray:
+    return np.concatenate([forensic_features(path), dq_features(path)])
 
 
 def _head():
@@ -114,8 +168,9 @@ def main() -> None:
     t0 = time.time()
     indexes = {run: load_index(Path(run) / "split.csv", verify=False) for run in a.runs}
     indexes.update({k: load_index(v, verify=False) for k, v in OTHERS.items()})
-    paths = sorted({s.path for ix in indexes.values() for s in ix.all_samples()})
-    feats = dict(zip(paths, Parallel(n_jobs=2)(delayed(forensic_features)(p) for p in paths)))
+    own = {s.path for run in a.runs for s in indexes[run].all_samples()}
+    paths = sorted(own | {s.path for k in OTHERS for s in indexes[k].splits["test"]})  # other sets: test only
+    feats = dict(zip(paths, Parallel(n_jobs=2)(delayed(_all_features)(p) for p in paths)))
     tables = {p: file_traits(p).get("jpeg_tables") for p in paths}
     print(f"{len(paths)} images: features in {time.time() - t0:.0f} s", flush=True)
 
