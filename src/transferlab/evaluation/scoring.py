@@ -19,7 +19,6 @@ from ..data.index import DataError, DataIndex, Sample, load_index, read_manifest
 from ..data.perturb import Perturbation, parse_perturbations
 from ..files import write_text
 from ..metrics import binary_scores, classification_report, eer_threshold
-from ..models.checkpoint import load_checkpoint
 from ..predict.predictor import Predictor
 from ..reports.grids import sample_grid, thumbnails
 from ..reports.html import run_report
@@ -119,7 +118,7 @@ def evaluate_run(
     positive = pred.classes.index(pred.positive_class) if pred.positive_class else None
     threshold, source = pred.threshold, None
     if threshold is not None:
-        cal = load_checkpoint(run_dir / checkpoint).get("calibration") or {}
+        cal = pred.calibration
         source = f"saved with the model ({cal.get('threshold_rule', 'eer')} on {fitted_on(cal)})"
     elif len(pred.classes) == 2 and own.splits.get("val"):
         vp, vl, _, _ = _probs(pred, own.splits["val"])

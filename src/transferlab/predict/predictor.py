@@ -77,6 +77,7 @@ class Predictor:
         self.transform = eval_transform(self.preprocess, tta)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.progress = progress  # a bar on a terminal for more than one batch (tqdm: off in pipes)
+        self.calibration: dict = {}  # how the threshold and temperature were fitted (from_run fills it)
 
     @property
     def temperature(self) -> float:
@@ -89,9 +90,11 @@ class Predictor:
         ckpt = load_checkpoint(Path(run_dir) / checkpoint)
         model = model_from_checkpoint(ckpt)
         kw.setdefault("temperature", ckpt.get("temperature") or 1.0)
-        return cls(
+        pred = cls(
             model, list(ckpt["classes"]), ckpt["preprocess"], ckpt.get("threshold"), ckpt.get("positive_class"), **kw
         )
+        pred.calibration = ckpt.get("calibration") or {}
+        return pred
 
     def decision(self) -> dict:
         """How a verdict is reached, for reports and JSON output."""
