@@ -70,7 +70,8 @@ def test_byte_identical_files_across_splits_warn(tmp_path):
         shutil.copy(src / "fake" / f"fake_{i:02d}.png", src / "real" / f"real_{i:02d}.png")
     idx, warnings = split_folder(src, tmp_path / "out", SplitSpec(train_per_class=5, seed=0))
     assert warnings and "byte-identical" in warnings[0]
-    assert len(warnings) == len(duplicate_files(idx.splits))
+    assert len(warnings) == len(duplicate_files(idx.splits)) + 1  # + the copies under two classes
+    assert warnings[-1].startswith("10 file(s) have the same bytes under two classes")
 
 
 def test_both_counts_and_fractions_is_an_error(tmp_path):
@@ -105,6 +106,18 @@ def test_split_warns_when_one_class_was_saved_differently(tmp_path):
     fmt = [w for w in warnings if "file format" in w]
     assert len(fmt) == 1 and "8 of 8" in fmt[0] and "(100%)" in fmt[0], warnings
     assert not any("JPEG quantisation" in w for w in warnings)  # only one class has JPEG files: one fact, one line
+
+
+def test_split_warns_about_a_copy_filed_under_both_classes_whatever_the_split(tmp_path):
+    src = make_folder(tmp_path / "src", n=6)
+    copy = src / "fake" / "copy_of_real.png"
+    shutil.copy(next((src / "real").glob("*.png")), copy)
+    for seed in range(3):  # the two copies land in the same split on some seeds and not on others
+        idx, warnings = split_folder(src, tmp_path / f"out{seed}", SplitSpec(train_per_class=3, seed=seed))
+        (clash,) = [w for w in warnings if "under two classes" in w]
+        assert clash.startswith("1 file(s) have the same bytes under two classes") and str(copy) in clash, warnings
+        assert "remove or relabel" in clash
+        assert len(warnings) == 1 + len(duplicate_files(idx.splits))
 
 
 @pytest.mark.data

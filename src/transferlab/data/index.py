@@ -30,6 +30,7 @@ __all__ = [
     "group_units",
     "fill_quotas",
     "conflicting_copies",
+    "conflict_note",
     "imbalance_note",
     "printable",
     "file_digest",
@@ -333,6 +334,18 @@ def conflicting_copies(index: DataIndex) -> list[tuple[str, str, str, str]]:
             out.append((seen[h][0], index.classes[seen[h][1]], s.path, index.classes[s.label]))
         seen.setdefault(h, (s.path, s.label))
     return out
+
+
+def conflict_note(index: DataIndex) -> str | None:
+    """One line on the files of ``index`` that have the same bytes under two classes, or ``None``."""
+    clash = conflicting_copies(index)
+    if not clash:
+        return None
+    a, ca, b, cb = clash[0]
+    return (
+        f"{len(clash)} file(s) have the same bytes under two classes, e.g. {a} ({ca}) == {b} ({cb}); "
+        "remove or relabel the copy"
+    )
 
 
 def write_manifest(index: DataIndex, path: str | Path, relative: bool = True) -> None:

@@ -20,6 +20,7 @@ from .index import (
     DataError,
     DataIndex,
     Sample,
+    conflict_note,
     file_digest,
     fill_quotas,
     group_units,
@@ -157,6 +158,9 @@ def split_folder(
     warnings = [
         f"byte-identical files in two splits: {a} ({sa}) == {b} ({sb})" for a, sa, b, sb in duplicate_files(splits)
     ]
+    clash = conflict_note(index)
+    if clash:
+        warnings.append(clash)
     skew = imbalance_note(samples, index.classes)
     if skew:
         warnings.append(skew)

@@ -23,7 +23,7 @@ import torch
 from .. import __version__, distributed
 from ..config import PAIRS_FILE, ConfigError, TrainConfig, config_to_dict, load_config
 from ..data.audit import metadata_shortcuts
-from ..data.index import DataIndex, carve_validation, conflicting_copies, imbalance_note, load_index, printable
+from ..data.index import DataIndex, carve_validation, conflict_note, imbalance_note, load_index, printable
 from ..data.loading import cache_or_stream, make_loader
 from ..data.preprocess import Preprocess
 from ..data.transforms import AugmentSpec, eval_transform, train_transform
@@ -186,13 +186,9 @@ def prepare_data(cfg: TrainConfig) -> tuple[DataIndex, list[str]]:
     skew = imbalance_note(index.splits["train"], index.classes)
     if skew:
         notes.append(f"warning: {skew}")
-    clash = conflicting_copies(index)
+    clash = conflict_note(index)
     if clash:
-        a, ca, b, cb = clash[0]
-        notes.append(
-            f"warning: {len(clash)} file(s) have the same bytes under two classes, e.g. {a} ({ca}) == "
-            f"{b} ({cb}); remove or relabel the copy"
-        )
+        notes.append(f"warning: {clash}")
     notes += [f"warning: {cut.text()}" for cut in metadata_shortcuts(index.all_samples(), index.classes)]
     return index, notes
 
