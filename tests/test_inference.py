@@ -1,3 +1,6 @@
+import shutil
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
@@ -57,6 +60,19 @@ def test_expand_inputs(tiny_folder, tmp_path):
     )
     assert len(files) == 20  # the last argument repeats the first two: no duplicates
     assert {p for p, _ in problems} == {str(tmp_path / "missing.jpg"), str(tmp_path / "empty")}
+
+
+def test_expand_inputs_names_broken_links_in_folders_and_arguments(tiny_folder, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(tiny_folder / "fake", folder)
+    (folder / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "loose.png").symlink_to(tmp_path / "nowhere.png")
+    files, problems = expand_inputs([folder, tmp_path / "loose.png"])
+    assert len(files) == 10 and all(Path(f).is_file() for f in files)
+    assert problems == [
+        (str(folder / "gone.jpg"), "broken or looping symbolic link"),
+        (str(tmp_path / "loose.png"), "broken or looping symbolic link"),
+    ]
 
 
 def test_predict_shows_a_bar_on_a_terminal_only(run_dir, tiny_folder, monkeypatch, capsys):

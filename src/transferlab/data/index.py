@@ -44,6 +44,7 @@ def printable(text: str) -> str:
 
 
 SPLITS = ("train", "val", "test")
+BROKEN_LINK = "broken or looping symbolic link"
 _SPLIT_ALIASES = {
     "train": "train",
     "training": "train",
@@ -103,7 +104,7 @@ def _walk(folder: Path, skipped: list[tuple[str, str]]) -> list[str]:
                     if e.is_dir(follow_symlinks=False):
                         stack.append(e.path)
                     elif e.is_symlink() and not os.path.exists(e.path):  # dangling, or a loop
-                        skipped.append((e.path, "broken or looping symbolic link"))
+                        skipped.append((e.path, BROKEN_LINK))
                     elif e.is_file():
                         found.append(e.path)
         except OSError as err:
@@ -456,15 +457,23 @@ def expand_inputs(items: Iterable[str | Path]) -> tuple[list[str], list[tuple[st
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image_name(f))
-            files += found
-            if not found:
+            found, broken = [], []
+            for f in p.rglob("*"):
+                if is_image_name(f) and f.is_file():
+                    found.append(str(f))
+                elif is_image_name(f) and f.is_symlink() and not f.exists():
+                    broken.append((str(f), BROKEN_LINK))
+            files += sorted(found)
+            problems += sorted(broken)
+            if not found and not broken:
                 problems.append((str(p), "folder has no image files"))
         elif p.is_file():
             files.append(str(p))
+        elif p.is_symlink():
+            problems.append((str(p), BROKEN_LINK))
         else:
             matched = sorted(f for f in glob.glob(str(item), recursive=True) if Path(f).is_file())
             files += matched
             if not matched:
                 problems.append((str(item), "no such file, folder or glob match"))
-    return list(dict.fromkeys(files)), problems  # each file once, first-seen order
+    return list(dict.fromkeys(files)), list(dict.fromkeys(problems))  # each once, first-seen order
