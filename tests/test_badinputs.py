@@ -455,6 +455,8 @@ def test_run_folder_and_output_problems(tmp_path, capsys, tiny_folder, monkeypat
         (["train", "--resume", str(tmp_path / "nowhere")], "not a run folder"),
         (["train", str(tiny_folder), "--out", str(work / "x.txt" / "run"), *FAST], "cannot write"),
         (["train", str(tiny_folder), "--out", str(tmp_path / "other"), *FAST, "--image-size", "8"], "smallest input"),
+        (["export", str(run), "--out", str(work / "x.txt")], ("x.txt", "a file is in the way", "another output path")),
+        (["predict", str(run), str(tiny_folder), "--csv", str(work)], ("it is a folder; name a file",)),
     ]:
         code, out, err = _run(bad, capsys, work)
         _check(Outcome(2, says), code, out, err, bad)
@@ -470,7 +472,7 @@ def test_run_folder_and_output_problems(tmp_path, capsys, tiny_folder, monkeypat
     argv = ["predict", str(run), str(tiny_folder), "--csv", str(tmp_path / "p.csv")]
     code, out, err = _run(argv, capsys, work)
     monkeypatch.setattr(files.os, "replace", real)
-    _check(Outcome(2, ("p.csv", "no space left")), code, out, err, argv)
+    _check(Outcome(2, ("p.csv", "no space left", "free some space")), code, out, err, argv)
     assert not list(tmp_path.glob("*p.csv*"))
 
 

@@ -35,10 +35,15 @@ def _explain(path: Path, e: OSError) -> OutputError:
         errno.EROFS: "read-only file system",
         errno.ENOSPC: "no space left on the device",
         errno.EDQUOT: "disk quota exceeded",
+        errno.EEXIST: "a file is in the way where a folder is needed",
+        errno.ENOTDIR: "a file is in the way where a folder is needed",
+        errno.EISDIR: "it is a folder; name a file",
     }.get(e.errno, e.strerror)
-    return OutputError(
-        e.errno or 0, f"cannot write '{path}': {why}; choose another output folder (--out) or free the space"
-    )
+    space = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    fix = "free some space or choose another output path" if space else "choose another output path"
+    err = OutputError(f"cannot write '{path}': {why}; {fix}")
+    err.errno = e.errno
+    return err
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:

@@ -24,7 +24,7 @@ from torch import nn
 from .. import __version__
 from ..data.index import read_manifest
 from ..data.preprocess import Preprocess
-from ..files import write_text
+from ..files import check_writable, write_text
 from ..models.checkpoint import load_checkpoint
 from ..models.fold import fold_batchnorm
 from ..predict.contract import CONTRACT_VERSION, contract_checksum, contract_path, file_sha256, load_input
@@ -251,6 +251,7 @@ def export_run(
         )
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "export"
+    check_writable(out)  # before the minutes of exporting
     ckpt = load_checkpoint(run_dir / checkpoint)
     pred = Predictor.from_run(run_dir, checkpoint, device="cpu")
     pre = Preprocess.from_dict(ckpt["preprocess"])
