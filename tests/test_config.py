@@ -37,6 +37,41 @@ def test_invariance_must_be_a_finite_non_negative_strength(bad):
     assert load_config(None, {"invariance": "0.3"}).invariance == 0.3
 
 
+@pytest.mark.parametrize(
+    "key, bad, says",
+    [
+        ("lr", "nan", "lr must be a finite number"),
+        ("lr", "inf", "lr must be a finite number"),
+        ("label_smoothing", "nan", "label_smoothing must be a finite number"),
+        ("noise_std_max", "nan", "noise_std_max must be a finite number"),
+        ("momentum", "1.5", r"momentum must be in \[0, 1\)"),
+        ("dropout", "1", r"dropout must be in \[0, 1\)"),
+        ("weight_decay", "-0.1", "weight_decay"),
+        ("gamma", "0", "gamma must be > 0"),
+        ("step_size", "0", "step_size >= 1"),
+        ("patience", "-1", "patience must be >= 0"),
+        ("epochs", "[1", "epochs='\\[1' is not a valid int"),
+    ],
+)
+def test_numbers_out_of_range_are_named_before_training(key, bad, says):
+    with pytest.raises(ConfigError, match=says):
+        load_config(None, {key: bad})
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        (b"epochs: [1, 2\n", r"c.yaml: expected ',' or '\]'.* at line 2, column 1; a config is YAML"),
+        (b"\xff\xfe\x00", "c.yaml is not a UTF-8 text file"),
+        (b"1: 2\n", "unknown config key '1'"),
+    ],
+)
+def test_a_config_file_that_is_not_yaml_is_named(tmp_path, text, says):
+    (tmp_path / "c.yaml").write_bytes(text)
+    with pytest.raises(ConfigError, match=says):
+        load_config(tmp_path / "c.yaml")
+
+
 def test_values_are_parsed_safely_never_evaluated():
     with pytest.raises(ConfigError):
         load_config(None, {"epochs": "__import__('os').getcwd()"})

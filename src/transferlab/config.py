@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -199,8 +200,24 @@ class TrainConfig:
             raise ConfigError("feature_views and image_cache_mb must be >= 0")
         if not 0.0 <= self.invariance < float("inf"):  # also refuses nan
             raise ConfigError(f"invariance must be a finite number >= 0 (0: off), got {self.invariance}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {value}")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        for name, low, high in (("momentum", 0, 1), ("label_smoothing", 0, 1), ("dropout", 0, 1)):
+            if not low <= getattr(self, name) < high:
+                raise ConfigError(f"{name} must be in [{low}, {high}), got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.backbone_lr_mult < 0 or self.aux_weight < 0:
+            raise ConfigError("weight_decay, backbone_lr_mult and aux_weight must be >= 0")
+        if self.gamma <= 0 or self.step_size < 1:
+            raise ConfigError(f"gamma must be > 0 and step_size >= 1, got {self.gamma}, {self.step_size}")
+        if self.patience < 0 or self.num_workers < -1:
+            raise ConfigError(
+                "patience must be >= 0 (0: off) and num_workers >= -1 (-1: auto), "
+                f"got {self.patience}, {self.num_workers}"
+            )
         return self
 
     def threshold_rule(self) -> tuple[str, float | None]:
@@ -247,7 +264,10 @@ def _coerce(name: str, value: Any, default: Any, type_str: str) -> Any:
     if value is None:
         return None
     if isinstance(value, str) and ("int" in type_str or "float" in type_str or "bool" in type_str):
-        parsed = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = None  # not YAML either: the conversion below names the value
         value = parsed if parsed is not None else value
     try:
         if "bool" in type_str:
@@ -279,7 +299,17 @@ def load_config(
     values = config_to_dict(base or TrainConfig())
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if yaml_path is not None:
-        loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{yaml_path} is not a UTF-8 text file; a config is YAML text of key: value lines"
+            ) from None
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            what = getattr(e, "problem", None) or "not valid YAML"
+            raise ConfigError(f"{yaml_path}: {what}{at}; a config is YAML text of key: value lines") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{yaml_path}: expected a mapping of key: value")
         layers.append((str(yaml_path), loaded))
@@ -289,7 +319,7 @@ def load_config(
     for origin, layer in layers:
         for key, value in layer.items():
             if key not in types:
-                hint = difflib.get_close_matches(key, list(types), n=1)
+                hint = difflib.get_close_matches(str(key), list(types), n=1)
                 extra = f"; did you mean '{hint[0]}'?" if hint else ""
                 raise ConfigError(f"unknown config key '{key}' in {origin}{extra}")
             values[key] = _coerce(key, value, values[key], types[key])
