@@ -6,6 +6,7 @@ import subprocess
 import sys
 import urllib.error
 
+import pytest
 import torch
 
 from conftest import cli_flags
@@ -128,6 +129,27 @@ def test_user_errors_exit_2_with_message(tmp_path, capsys):
     assert "did you mean 'finetune'" in capsys.readouterr().err
     assert main(["train", str(tmp_path), "--model", "resnet181"]) == 2
     assert "resnet18" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["predict", "RUN", "x.png", "--batch-size", "0"], "argument --batch-size: 0 is below 1"),
+        (["predict", "RUN", "x.png", "--batch-size", "two"], "argument --batch-size: 'two' is not a whole number"),
+        (["evaluate", "RUN", "--explain", "-1"], "argument --explain: -1 is below 0"),
+        (["serve", "RUN", "--port", "99999"], "argument --port: 99999 is outside 0-65535"),
+        (["serve", "RUN", "--max-mb", "nan"], "argument --max-mb: nan is not a finite number above 0"),
+        (["serve", "RUN", "--queue", "0"], "argument --queue: 0 is below 1"),
+        (["split", "DATA", "--out", "O", "--train-per-class", "-2"], "argument --train-per-class: -2 is below 1"),
+        (["export", "RUN", "--tolerance", "-1"], "argument --tolerance: -1 is not a finite number above 0"),
+        (["demo", "--epochs", "0"], "argument --epochs: 0 is below 1"),
+    ],
+)
+def test_numbers_out_of_range_are_usage_errors_naming_the_flag(argv, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert says in capsys.readouterr().err
 
 
 def test_models_lists_registry_with_status(capsys):

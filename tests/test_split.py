@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FACES, make_folder
-from transferlab.data.index import load_index
+from transferlab.data.index import DataError, load_index
 from transferlab.data.split import SplitSpec, duplicate_files, make_split, read_groups, split_folder
 
 
@@ -118,6 +118,39 @@ def test_split_warns_about_a_copy_filed_under_both_classes_whatever_the_split(tm
         assert clash.startswith("1 file(s) have the same bytes under two classes") and str(copy) in clash, warnings
         assert "remove or relabel" in clash
         assert len(warnings) == 1 + len(duplicate_files(idx.splits))
+
+
+@pytest.mark.parametrize(
+    "spec, says",
+    [
+        (SplitSpec(train_per_class=0), "--train-per-class must be 1 or more, got 0"),
+        (SplitSpec(train_per_class=3, val_per_class=-1), "--val-per-class must be 0 or more"),
+        (SplitSpec(train_fraction=1.5), "--train-fraction must be between 0 and 1"),
+        (SplitSpec(train_fraction=float("nan")), "--train-fraction must be between 0 and 1"),
+        (SplitSpec(train_fraction=0.8, val_fraction=0.3), r"--train-fraction \+ --val-fraction is over 1"),
+        (SplitSpec(train_fraction=0.0), "nothing to train on"),
+    ],
+)
+def test_impossible_quotas_are_refused_before_anything_is_written(tmp_path, spec, says):
+    src = make_folder(tmp_path / "src", n=6)
+    with pytest.raises(DataError, match=says):
+        split_folder(src, tmp_path / "out", spec)
+    assert not (tmp_path / "out").exists()
+
+
+def test_groups_naming_files_outside_the_data_warn_or_refuse(tmp_path):
+    src = make_folder(tmp_path / "src", n=6)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_a,file_b\nfake/fake_00.png,real/gone.png\nfake/fake_01.png,real/real_01.png\n")
+    _, warnings = split_folder(src, tmp_path / "out", SplitSpec(train_per_class=3), pairs)
+    (w,) = [w for w in warnings if "--groups" in w]
+    assert w.startswith("1 of the 4 files --groups") and str((src / "real" / "gone.png").resolve()) in w
+    pairs.write_text("other/a.png,other/b.png\n")
+    with pytest.raises(DataError, match="names none of the images"):
+        split_folder(src, tmp_path / "out2", SplitSpec(train_per_class=3), pairs)
+    pairs.write_bytes(b"\xff\xfe,\x00\n")
+    with pytest.raises(DataError, match=r"cannot be read \(not UTF-8 text\)"):
+        split_folder(src, tmp_path / "out3", SplitSpec(train_per_class=3), pairs)
 
 
 @pytest.mark.data

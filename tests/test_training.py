@@ -8,6 +8,7 @@ import yaml
 
 from conftest import HYMENOPTERA
 from transferlab.config import ConfigError, load_config
+from transferlab.data.index import DataError
 from transferlab.models.checkpoint import load_checkpoint
 from transferlab.models.transfer import create_model
 from transferlab.training.trainer import train
@@ -225,14 +226,19 @@ def test_a_pairs_file_in_the_data_folder_that_the_run_does_not_use_is_pointed_ou
 
 
 @pytest.mark.parametrize(
-    "content, match", [(None, "cannot be read"), ("file_a,file_b\nfake/nothing.png,real/none.png\n", "names none")]
+    "content, error, match",
+    [
+        (None, DataError, "cannot be read"),
+        (b"\xff\xfe,\x00", DataError, r"cannot be read \(not UTF-8 text\)"),
+        (b"file_a,file_b\nfake/nothing.png,real/none.png\n", ConfigError, "names none"),
+    ],
 )
-def test_a_groups_file_that_is_missing_or_names_no_image_is_refused(tiny_folder, tmp_path, content, match):
+def test_a_groups_file_that_is_missing_or_names_no_image_is_refused(tiny_folder, tmp_path, content, error, match):
     pairs = tmp_path / "pairs.csv"
     if content is not None:
-        pairs.write_text(content)
+        pairs.write_bytes(content)
     cfg = load_config(None, {"data": str(tiny_folder), "out": str(tmp_path / "run"), "groups": str(pairs)})
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(error, match=match):
         train(cfg)
     assert not (tmp_path / "run").exists()
 

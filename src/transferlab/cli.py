@@ -22,6 +22,32 @@ class UsageError(ValueError):
 OPTIONAL_VALUE = {"mlflow": "auto"}  # flags that may stand alone
 
 
+def _at_least(low: int, high: int | None = None):
+    """An argparse type: a whole number in ``[low, high]``; argparse names the flag when it is not."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}-{high}" if high else f"{value} is below {low}")
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number above 0")
+    return value
+
+
 def _add_train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per TrainConfig field, generated so the config stays the single source of truth."""
     from .config import TrainConfig, field_help
@@ -91,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("split", help="write a reproducible stratified split manifest (no copying)")
     p.add_argument("src", help="ImageFolder root")
     p.add_argument("--out", required=True, help="folder for split.csv and split.json")
-    p.add_argument("--train-per-class", type=int)
-    p.add_argument("--val-per-class", type=int)
+    p.add_argument("--train-per-class", type=_at_least(1))
+    p.add_argument("--val-per-class", type=_at_least(0))
     p.add_argument("--train-fraction", type=float)
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--seed", type=int, default=0)
@@ -117,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="average test-time views (mirror; corner crops in native mode)")
     p.add_argument("--classes", help="map model classes to the data's folders, e.g. real=0_real,fake=1_fake")
     p.add_argument(
-        "--explain", type=int, default=6, metavar="N", help="Grad-CAM grid of N right and N wrong images (0: none)"
+        "--explain",
+        type=_at_least(0),
+        default=6,
+        metavar="N",
+        help="Grad-CAM grid of N right and N wrong images (0: none)",
     )
 
     p = sub.add_parser("predict", help="predict images, folders or globs")
@@ -125,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("--csv", help="write predictions as CSV")
     p.add_argument("--json", help="write predictions as JSON")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_at_least(1), default=32)
     p.add_argument("--checkpoint", default="best.pt")
     p.add_argument("--tta", action="store_true", help="average test-time views (mirror; corner crops in native mode)")
     p.add_argument(
@@ -142,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help="comma-separated backbones (default: the default backbone)")
     p.add_argument("--modes", help="comma-separated modes for those backbones (default: features,finetune)")
     p.add_argument("--no-scratch", dest="scratch", action="store_false", help="leave out the scratch_cnn baseline")
-    p.add_argument("--train-per-class", type=int, help="flat folders: training images per class (else 70%%)")
-    p.add_argument("--val-per-class", type=int, help="flat folders: validation images per class (else 15%%)")
+    p.add_argument("--train-per-class", type=_at_least(1), help="flat folders: training images per class (else 70%%)")
+    p.add_argument("--val-per-class", type=_at_least(0), help="flat folders: validation images per class (else 15%%)")
     p.add_argument("--groups", help="CSV of file pairs (relative to DATA) kept on one side of the split")
     _add_launch_flags(p)
     _add_train_flags(p, skip=("model", "mode", "out", "groups"))
@@ -151,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("crosseval", help="train on each real/fake data set, test on every one: the cross-source matrix")
     p.add_argument("data", nargs="+", help="two or more data folders (flat or train/val/test) with the same classes")
     p.add_argument("--out", required=True, help="folder for the splits, one run per data set and report.html")
-    p.add_argument("--train-per-class", type=int, help="flat folders: training images per class (else 70%%)")
-    p.add_argument("--val-per-class", type=int, help="flat folders: validation images per class (else 15%%)")
+    p.add_argument("--train-per-class", type=_at_least(1), help="flat folders: training images per class (else 70%%)")
+    p.add_argument("--val-per-class", type=_at_least(0), help="flat folders: validation images per class (else 15%%)")
     p.add_argument(
         "--groups-name",
         default=PAIRS_FILE,
@@ -163,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="preview training images as the model sees them after augmentation")
     p.add_argument("data", help="ImageFolder root or CSV manifest")
     p.add_argument("--out", default="augment_preview.png", help="PNG to write")
-    p.add_argument("-n", "--images", type=int, default=8, help="how many training images (one row each)")
-    p.add_argument("--views", type=int, default=5, help="augmented views per image")
+    p.add_argument("-n", "--images", type=_at_least(1), default=8, help="how many training images (one row each)")
+    p.add_argument("--views", type=_at_least(1), default=5, help="augmented views per image")
     _add_train_flags(p, skip=("out",))
 
     p = sub.add_parser("export", help="export a run as ONNX or TorchScript, checked against PyTorch")
@@ -173,24 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="ONNX: also a static int8 model calibrated on training images")
     p.add_argument("--out", help="folder for the files (default RUN/export)")
     p.add_argument(
-        "--tolerance", type=float, default=1e-4, help="largest probability difference accepted on identical inputs"
+        "--tolerance", type=_positive, default=1e-4, help="largest probability difference accepted on identical inputs"
     )
     p.add_argument(
         "--pipeline-tolerance",
-        type=float,
+        type=_positive,
         default=1e-2,
         help="largest difference accepted end to end from the image files (PIL vs torchvision resize)",
     )
-    p.add_argument("--images", type=int, default=200, help="validation images for the parity check (0: all)")
+    p.add_argument("--images", type=_at_least(0), default=200, help="validation images for the parity check (0: all)")
     p.add_argument("--checkpoint", default="best.pt")
 
     p = sub.add_parser("serve", help="web page and JSON API that check uploaded images")
     p.add_argument("run", help="run folder, or an exported model file")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-mb", type=float, default=10.0, help="largest accepted upload")
-    p.add_argument("--workers", type=int, default=2, help="threads that decode and score uploads")
-    p.add_argument("--queue", type=int, default=16, help="requests admitted at once (running or waiting); more get 503")
+    p.add_argument("--port", type=_at_least(0, 65535), default=8000)
+    p.add_argument("--max-mb", type=_positive, default=10.0, help="largest accepted upload")
+    p.add_argument("--workers", type=_at_least(1), default=2, help="threads that decode and score uploads")
+    p.add_argument(
+        "--queue", type=_at_least(1), default=16, help="requests admitted at once (running or waiting); more get 503"
+    )
     p.add_argument(
         "--trust-torchscript",
         action="store_true",
@@ -202,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train and check a real-vs-fake detector on built-in photos")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--mode", default="features", choices=mode_names(), help="training mode")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=_at_least(1), default=6)
     return ap
 
 

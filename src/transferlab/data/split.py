@@ -50,6 +50,17 @@ class SplitSpec:
             raise DataError("give either --train-per-class or --train-fraction, not both")
         if self.val_per_class is not None and self.val_fraction is not None:
             raise DataError("give either --val-per-class or --val-fraction, not both")
+        if self.train_per_class is not None and self.train_per_class < 1:
+            raise DataError(f"--train-per-class must be 1 or more, got {self.train_per_class}")
+        if self.val_per_class is not None and self.val_per_class < 0:
+            raise DataError(f"--val-per-class must be 0 or more, got {self.val_per_class}")
+        for name, frac in (("--train-fraction", self.train_fraction), ("--val-fraction", self.val_fraction)):
+            if frac is not None and not 0.0 <= frac <= 1.0:
+                raise DataError(f"{name} must be between 0 and 1, got {frac}")
+        if (self.train_fraction or 0.0) + (self.val_fraction or 0.0) > 1.0:
+            raise DataError(f"--train-fraction + --val-fraction is over 1: {self.train_fraction} + {self.val_fraction}")
+        if self.train_fraction == 0.0:
+            raise DataError("--train-fraction 0 leaves nothing to train on")
         if self.train_per_class is not None:
             train = self.train_per_class
         else:
@@ -74,14 +85,18 @@ def read_groups(path: str | Path, root: str | Path) -> list[set[str]]:
     """
     root = Path(root)
     pairs = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.reader(f):
-            if len(row) < 2 or not row[0].strip():
-                continue
-            a, b = row[0].strip(), row[1].strip()
-            if (a, b) == ("file_a", "file_b") or a.lower() == "path":
-                continue
-            pairs.append((str((root / a).resolve()), str((root / b).resolve())))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.reader(f):
+                if len(row) < 2 or not row[0].strip():
+                    continue
+                a, b = row[0].strip(), row[1].strip()
+                if (a, b) == ("file_a", "file_b") or a.lower() == "path":
+                    continue
+                pairs.append((str((root / a).resolve()), str((root / b).resolve())))
+    except (OSError, UnicodeError, csv.Error) as e:
+        why = "not UTF-8 text" if isinstance(e, UnicodeError) else getattr(e, "strerror", None) or str(e)
+        raise DataError(f"--groups '{path}' cannot be read ({why}); give a CSV of pairs file_a,file_b") from None
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -143,6 +158,23 @@ def duplicate_files(splits: dict[str, list[Sample]]) -> list[tuple[str, str, str
     return dups
 
 
+def _groups_outside(groups: list[set[str]], samples: list[Sample], groups_file, src) -> list[str]:
+    """The warning when some of the files ``groups`` name are not among ``samples``; an error
+    when none of them are (the CSV's paths are then relative to another folder)."""
+    named = {p for g in groups for p in g}
+    missing = named - {str(Path(s.path).resolve()) for s in samples}
+    if missing == named:
+        raise DataError(
+            f"--groups '{groups_file}' names none of the images in '{src}'; its paths must be relative to {src}"
+        )
+    if not missing:
+        return []
+    return [
+        f"{len(missing)} of the {len(named)} files --groups '{groups_file}' names are not images in '{src}' "
+        f"(e.g. {min(missing)}); their pairs cannot be kept together"
+    ]
+
+
 def split_folder(
     src: str | Path, out: str | Path, spec: SplitSpec, groups_file: str | Path | None = None
 ) -> tuple[DataIndex, list[str]]:
@@ -153,9 +185,10 @@ def split_folder(
     index = load_index(src)
     samples = index.all_samples()
     groups = read_groups(groups_file, src) if groups_file else None
+    warnings = _groups_outside(groups, samples, groups_file, src) if groups else []
     splits = make_split(samples, len(index.classes), spec, groups)
     result = DataIndex(index.root, index.classes, splits, index.skipped)
-    warnings = [
+    warnings += [
         f"byte-identical files in two splits: {a} ({sa}) == {b} ({sb})" for a, sa, b, sb in duplicate_files(splits)
     ]
     clash = conflict_note(index)

@@ -9,7 +9,6 @@ the same result as an uninterrupted one (per-epoch seeds, history kept in ``last
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import platform
 import random
@@ -135,10 +134,7 @@ def _name_groups(index: DataIndex, cfg: TrainConfig) -> str:
     from ..data.split import name_groups, read_groups
 
     root = Path(cfg.data) if Path(cfg.data).is_dir() else Path(cfg.data).parent
-    try:
-        groups = read_groups(cfg.groups, root)
-    except (OSError, UnicodeError, csv.Error) as e:
-        raise ConfigError(f"--groups '{cfg.groups}' cannot be read ({e}); give a CSV of pairs file_a,file_b") from None
+    groups = read_groups(cfg.groups, root)
     index.splits = {k: name_groups(v, groups) for k, v in index.splits.items()}
     named = sum(1 for s in index.all_samples() if s.group)
     if not named:
