@@ -160,6 +160,22 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def run_data(run: str, ix, feats: dict, tables: dict) -> tuple[Predictor, dict, str | None]:
+    """A stored run's predictor; per split ``(paths, features, labels 1 = fake, the run's P(fake)
+    or None on train)``; and the JPEG tables most of its training reals have."""
+    pred = Predictor.from_run(run)
+    fake = ix.classes.index(pred.positive_class)
+    data = {}
+    for split in ("train", "val", "test"):
+        ps = [s.path for s in ix.splits[split]]
+        y = np.array([s.label == fake for s in ix.splits[split]], int)
+        p = None if split == "train" else np.array([q.probs[pred.positive_class] for q in pred.predict_paths(ps)])
+        data[split] = (ps, np.stack([feats[q] for q in ps]), y, p)
+    train_paths, _, train_y, _ = data["train"]
+    real_table = Counter(tables[q] for q, y in zip(train_paths, train_y) if not y).most_common(1)[0][0]
+    return pred, data, real_table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", nargs="*", default=[str(r) for r in RUNS])
@@ -176,16 +192,7 @@ def main() -> None:
 
     out: dict = {"runs": {}, "cross": {}}
     for run in a.runs:
-        ix, pred = indexes[run], Predictor.from_run(run)
-        fake = ix.classes.index(pred.positive_class)
-        data = {}
-        for split in ("train", "val", "test"):
-            ps = [s.path for s in ix.splits[split]]
-            y = np.array([s.label == fake for s in ix.splits[split]], int)
-            p = None if split == "train" else np.array([q.probs[pred.positive_class] for q in pred.predict_paths(ps)])
-            data[split] = (ps, np.stack([feats[q] for q in ps]), y, p)
-        train_paths, _, train_y, _ = data["train"]
-        real_table = Counter(tables[q] for q, y in zip(train_paths, train_y) if not y).most_common(1)[0][0]
+        pred, data, real_table = run_data(run, indexes[run], feats, tables)
         ps, _, yt, pt = data["test"]
         same = np.array([tables[q] == real_table for q in ps]) | (yt == 0)
         other = ~np.array([tables[q] == real_table for q in ps]) | (yt == 0)

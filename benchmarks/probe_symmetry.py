@@ -25,7 +25,6 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +34,10 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import save
-from probe_forensic import OTHERS, RUNS, _head, _logit
+from probe_forensic import OTHERS, RUNS, _head, _logit, run_data
 from probe_residual import probe_model
 from transferlab.data.audit import file_traits
 from transferlab.data.index import load_index
-from transferlab.predict.predictor import Predictor
 
 FRACTIONS = (1.0, 0.5)
 
@@ -97,16 +95,8 @@ def main() -> None:
 
     out: dict = {"runs": {}, "cross": {}}
     for run in runs:
-        ix, pred = indexes[run], Predictor.from_run(run)
-        fake = ix.classes.index(pred.positive_class)
-        data = {}
-        for split in ("train", "val", "test"):
-            ps = [s.path for s in ix.splits[split]]
-            y = np.array([s.label == fake for s in ix.splits[split]], int)
-            p = None if split == "train" else np.array([q.probs[pred.positive_class] for q in pred.predict_paths(ps)])
-            data[split] = (ps, np.stack([feats[q] for q in ps]), y, p)
-        train_paths, _, train_y, _ = data["train"]
-        real_table = Counter(tables[q] for q, y in zip(train_paths, train_y) if not y).most_common(1)[0][0]
+        pred, data, real_table = run_data(run, indexes[run], feats, tables)
+        train_y = data["train"][2]
         ps, xt, yt, pt = data["test"]
         same_tables = np.array([tables[q] == real_table for q in ps])
         masks = {
