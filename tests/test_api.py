@@ -65,6 +65,27 @@ def test_predictor_from_run_leaves_threads_alone(tiny_run):
         torch.set_num_threads(before)
 
 
+def test_run_predict_takes_folders_and_globs_as_the_cli_does(tiny_run, tmp_path):
+    from PIL import Image
+
+    from conftest import make_folder
+
+    data = make_folder(tmp_path / "data", n=3)
+    run = transferlab.load_run(tiny_run)
+    preds = run.predict([data / "fake", str(data / "real" / "*.png"), tmp_path / "missing.jpg"])
+    assert [p.path for p in preds[:6]] == sorted(str(p) for p in (data / "fake").glob("*.png")) + sorted(
+        str(p) for p in (data / "real").glob("*.png")
+    )
+    assert all(p.label in run.classes for p in preds[:6])
+    assert (preds[6].path, preds[6].label, preds[6].error) == (
+        str(tmp_path / "missing.jpg"), None, "no such file, folder or glob match"
+    )  # fmt: skip
+    (one,) = run.predict([Image.open(next((data / "fake").glob("*.png")))])  # images in memory too
+    assert one.label == preds[0].label and one.probs == pytest.approx(preds[0].probs, abs=1e-3)
+    with pytest.raises(ValueError, match="explain is a number of images"):
+        run.evaluate(explain=-1)
+
+
 def test_default_run_folders_count_up_and_never_reuse_a_taken_name(tmp_path):
     from transferlab.rundir import next_run_dir
 

@@ -144,8 +144,18 @@ class Run:
         return Predictor.from_run(self.dir, **kwargs)
 
     def predict(self, paths, **kwargs) -> list:
-        """Predictions for image paths (files, folders, globs)."""
-        return self.predictor(**kwargs).predict(list(paths) if not isinstance(paths, (str, Path)) else [paths])
+        """Predictions for image paths (files, folders, globs), as ``transferlab predict`` lists
+        them; a path that names no image comes back with ``label=None`` and ``error`` set. Images
+        already in memory (PIL) are predicted as they are."""
+        from .data.index import expand_inputs
+        from .predict.decision import Prediction
+
+        items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        if not all(isinstance(p, (str, Path)) for p in items):
+            return self.predictor(**kwargs).predict(items)
+        files, problems = expand_inputs(items)
+        found = self.predictor(**kwargs).predict_paths(files) if files else []
+        return found + [Prediction(path, None, {}, error=why) for path, why in problems]
 
 
 def load_run(run_dir: str | Path) -> Run:

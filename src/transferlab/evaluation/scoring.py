@@ -104,6 +104,8 @@ def evaluate_run(
     the data under each perturbation (e.g. ``"jpeg:75,blur:1"``); ``tta``: average test-time views;
     ``explain``: Grad-CAM heatmaps for this many right and wrong images. Returns ``eval.json``.
     """
+    if explain < 0:
+        raise ValueError(f"explain is a number of images (0: none), got {explain}")
     run_dir = Path(run_dir)
     pred = Predictor.from_run(run_dir, checkpoint, tta=tta, **predictor_kw)
     perturbations = parse_perturbations(perturb) if isinstance(perturb, str) or perturb is None else list(perturb)
