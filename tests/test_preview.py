@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from PIL import Image
 
 from transferlab.cli import main
@@ -48,3 +49,12 @@ def test_show_cli_writes_the_grid(tiny_folder, tmp_path, capsys):
     )
     assert "augment=strong" in capsys.readouterr().out
     assert Image.open(out).size == (950, 450)  # 5 columns of 1.9 in, 2 rows of 2 in + title, at 100 dpi
+
+
+def test_a_preview_needs_an_image_and_no_negative_views(tiny_folder):
+    with pytest.raises(ValueError, match="1 or more images"):
+        preview_rows(tiny_folder, n=0)
+    with pytest.raises(ValueError, match="0 or more augmented views"):
+        preview_rows(tiny_folder, n=2, views=-1)
+    rows = preview_rows(tiny_folder, n=2, views=0)[0]  # the plain views alone
+    assert [len(views) for _, views in rows] == [1, 1]

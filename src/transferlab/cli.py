@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="ImageFolder root or CSV manifest")
     p.add_argument("--out", default="augment_preview.png", help="PNG to write")
     p.add_argument("-n", "--images", type=_at_least(1), default=8, help="how many training images (one row each)")
-    p.add_argument("--views", type=_at_least(1), default=5, help="augmented views per image")
+    p.add_argument("--views", type=_at_least(0), default=5, help="augmented views per image")
     _add_train_flags(p, skip=("out",))
 
     p = sub.add_parser("export", help="export a run as ONNX or TorchScript, checked against PyTorch")

@@ -36,6 +36,8 @@ def preview_rows(
     augmented view x views])`` of uint8 ``(H, W, 3)`` arrays. ``overrides``: training settings
     that shape the pipeline (``augment``, ``model``, ``image_size``, ``crop``, the preset knobs,
     ``seed``). Returns the rows, the preset used and a title."""
+    if n < 1 or views < 0:
+        raise ValueError(f"a preview needs 1 or more images and 0 or more augmented views; got n={n}, views={views}")
     cfg = load_config(None, {**(overrides or {}), "data": str(data)})
     index = load_index(data)
     samples = index.splits.get("train") or index.all_samples()
