@@ -49,6 +49,7 @@ class Predictor:
     ``temperature``: divides the logits (fitted on validation data at training time).
     ``tta``: average the predictions of test-time views (mirror; corner crops in native mode).
     ``perturb``: a PIL -> PIL degradation applied to every image first (robustness evaluation).
+    ``calibration``: how the threshold and temperature were fitted (the checkpoint's record).
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class Predictor:
         tta: bool = False,
         perturb: Callable | None = None,
         progress: bool = False,
+        calibration: dict | None = None,
     ):
         self.device = resolve_device(device)
         self.classes, self.preprocess = classes, Preprocess.from_dict(preprocess)
@@ -77,7 +79,7 @@ class Predictor:
         self.transform = eval_transform(self.preprocess, tta)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.progress = progress  # a bar on a terminal for more than one batch (tqdm: off in pipes)
-        self.calibration: dict = {}  # how the threshold and temperature were fitted (from_run fills it)
+        self.calibration = calibration or {}  # how the threshold and temperature were fitted
 
     @property
     def temperature(self) -> float:
@@ -90,11 +92,10 @@ class Predictor:
         ckpt = load_checkpoint(Path(run_dir) / checkpoint)
         model = model_from_checkpoint(ckpt)
         kw.setdefault("temperature", ckpt.get("temperature") or 1.0)
-        pred = cls(
+        kw.setdefault("calibration", ckpt.get("calibration"))
+        return cls(
             model, list(ckpt["classes"]), ckpt["preprocess"], ckpt.get("threshold"), ckpt.get("positive_class"), **kw
         )
-        pred.calibration = ckpt.get("calibration") or {}
-        return pred
 
     def decision(self) -> dict:
         """How a verdict is reached, for reports and JSON output."""
