@@ -31,7 +31,8 @@ def _at_least(low: int, high: int | None = None):
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
         if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{value} is outside {low}-{high}" if high else f"{value} is below {low}")
+            why = f"is below {low}" if high is None else f"is outside {low}-{high}"
+            raise argparse.ArgumentTypeError(f"{value} {why}")
         return value
 
     return parse
