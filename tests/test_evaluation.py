@@ -99,6 +99,10 @@ def test_class_map_for_differently_named_folders(trained_run, tmp_path):
 
     with pytest.raises(DataError, match="MODEL_CLASS=DATA_FOLDER"):
         parse_class_map("real:0_real")
+    with pytest.raises(DataError, match="maps 'real' twice"):
+        parse_class_map("real=0_real,real=1_fake")
+    with pytest.raises(DataError, match=r"maps \['real', 'fake'\] to the same data folder \['0_real'\]"):
+        evaluate_run(trained_run, other, class_map={"real": "0_real", "fake": "0_real"})
     with pytest.raises(DataError, match="not the model's classes"):
         evaluate_run(trained_run, other, class_map={"cat": "0_real"})
 

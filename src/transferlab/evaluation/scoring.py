@@ -39,6 +39,8 @@ def parse_class_map(text: str | None) -> dict[str, str]:
         model_cls, sep, data_cls = item.partition("=")
         if not sep or not model_cls.strip() or not data_cls.strip():
             raise DataError(f"--classes item '{item}' is not MODEL_CLASS=DATA_FOLDER (e.g. real=0_real,fake=1_fake)")
+        if model_cls.strip() in out:
+            raise DataError(f"--classes maps '{model_cls.strip()}' twice: give each model class one data folder")
         out[model_cls.strip()] = data_cls.strip()
     return out
 
@@ -56,6 +58,10 @@ def select_eval_split(
     unknown = [m for m in class_map if m not in classes]
     if unknown:
         raise DataError(f"--classes names {unknown}, which are not the model's classes {classes}")
+    shared = sorted({d for d in class_map.values() if list(class_map.values()).count(d) > 1})
+    if shared:
+        both = [m for m, d in class_map.items() if d in shared]
+        raise DataError(f"--classes maps {both} to the same data folder {shared}: each class needs its own folder")
     to_model = {d: m for m, d in class_map.items()}
     missing = [c for c in index.classes if to_model.get(c, c) not in classes]
     if missing:
