@@ -253,7 +253,7 @@ def export_run(
     out = Path(out) if out else run_dir / "export"
     check_writable(out)  # before the minutes of exporting
     ckpt = load_checkpoint(run_dir / checkpoint)
-    pred = Predictor.from_run(run_dir, checkpoint, device="cpu")
+    pred = Predictor.from_checkpoint(ckpt, device="cpu")  # the contract needs more of it
     pre = Preprocess.from_dict(ckpt["preprocess"])
     module = Deployable(
         pred.model.to(memory_format=torch.contiguous_format),

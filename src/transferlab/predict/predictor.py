@@ -89,7 +89,12 @@ class Predictor:
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best.pt", **kw) -> Predictor:
         """The predictor a run folder's checkpoint describes (threshold, temperature, preprocessing).
         Process-wide settings (threads, allocator) are the caller's: see :mod:`transferlab.runtime`."""
-        ckpt = load_checkpoint(Path(run_dir) / checkpoint)
+        return cls.from_checkpoint(load_checkpoint(Path(run_dir) / checkpoint), **kw)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, **kw) -> Predictor:
+        """The predictor a loaded checkpoint (:func:`~transferlab.models.checkpoint.load_checkpoint`)
+        describes, for callers that also need the checkpoint's other fields."""
         model = model_from_checkpoint(ckpt)
         kw.setdefault("temperature", ckpt.get("temperature") or 1.0)
         kw.setdefault("calibration", ckpt.get("calibration"))
