@@ -61,3 +61,13 @@ def test_crosseval_refuses_one_data_set_and_different_classes(tmp_path, fast_ove
         == 2
     )
     assert "same class folder names" in capsys.readouterr().err
+
+
+def test_crosseval_refuses_a_data_set_without_test_images_of_every_class(tmp_path, fast_overrides):
+    from transferlab.data.index import DataError
+    from transferlab.data.split import SplitSpec
+
+    a, b = make_folder(tmp_path / "a", n=6), make_folder(tmp_path / "b", n=6)
+    with pytest.raises(DataError, match=r"'.*a' has no test images of \['fake', 'real'\]"):
+        crosseval([a, b], tmp_path / "x", overrides=fast_overrides, split=SplitSpec(train_per_class=100))
+    assert not (tmp_path / "x" / "a" / "run").exists()  # refused before any training

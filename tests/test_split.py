@@ -161,3 +161,18 @@ def test_ciplab_fakes_resaved_with_other_jpeg_tables_are_named(tmp_path):
     (cut,) = [w for w in warnings if "JPEG quantisation tables" in w]
     assert cut.startswith("164 of 640 'fake' files (26%) have JPEG quantisation tables that no other class has")
     assert "quality ~87" in cut and "(141)" in cut and "(23)" in cut
+
+
+def test_a_class_left_without_test_images_is_named(tmp_path):
+    src = make_folder(tmp_path / "src", n=10)
+    (src / "fake" / "fake_00.png").unlink()  # fake: 9 images, real: 10
+    idx, warnings = split_folder(src, tmp_path / "a", SplitSpec(train_per_class=8, val_per_class=1))
+    assert idx.counts()["test"] == {"fake": 0, "real": 1}
+    assert [w for w in warnings if "no test images" in w] == [
+        "class 'fake' has no test images: all 9 went to train (8) and val (1), so test figures will lack it; "
+        "ask for fewer with --train-per-class / --val-per-class"
+    ]
+    _, warnings = split_folder(src, tmp_path / "b", SplitSpec(train_per_class=1000))
+    assert sum("no test images" in w for w in warnings) == 2
+    _, warnings = split_folder(src, tmp_path / "c", SplitSpec(train_fraction=0.8, val_fraction=0.2))
+    assert not any("no test images" in w for w in warnings)  # no test split asked for

@@ -175,6 +175,23 @@ def _groups_outside(groups: list[set[str]], samples: list[Sample], groups_file, 
     ]
 
 
+def _no_test_note(index: DataIndex, spec: SplitSpec) -> list[str]:
+    """Warnings for classes the split left without test images, unless the fractions asked for no
+    test split (``--train-fraction`` + ``--val-fraction`` = 1)."""
+    if spec.train_fraction is not None and spec.train_fraction + (spec.val_fraction or 0.0) >= 1.0:
+        return []
+    counts = index.counts()
+    out = []
+    for c in index.classes:
+        if counts.get("test", {}).get(c, 0) == 0:
+            train, val = counts.get("train", {}).get(c, 0), counts.get("val", {}).get(c, 0)
+            out.append(
+                f"class '{c}' has no test images: all {train + val} went to train ({train}) and val ({val}), "
+                "so test figures will lack it; ask for fewer with --train-per-class / --val-per-class"
+            )
+    return out
+
+
 def split_folder(
     src: str | Path, out: str | Path, spec: SplitSpec, groups_file: str | Path | None = None
 ) -> tuple[DataIndex, list[str]]:
@@ -188,6 +205,7 @@ def split_folder(
     warnings = _groups_outside(groups, samples, groups_file, src) if groups else []
     splits = make_split(samples, len(index.classes), spec, groups)
     result = DataIndex(index.root, index.classes, splits, index.skipped)
+    warnings += _no_test_note(result, spec)
     warnings += [
         f"byte-identical files in two splits: {a} ({sa}) == {b} ({sb})" for a, sa, b, sb in duplicate_files(splits)
     ]

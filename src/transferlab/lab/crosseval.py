@@ -114,6 +114,13 @@ def crosseval(
                 "same class folder names in every data set (rename the folders)"
             )
         classes = index.classes
+        bare = [c for c, n in index.counts().get("test", {}).items() if n == 0] if "test" in index.splits else classes
+        if bare:
+            raise DataError(
+                f"'{d}' has no test images of {bare} (its split: {out / name / 'split.csv'}); every data set "
+                "needs a test split with every class: delete that split.csv and ask for fewer with "
+                "--train-per-class, or give a folder that has a test split"
+            )
         splits[name] = out / name / "split.csv"
     cells: list[CrossCell] = []
     for i, name in enumerate(names, 1):
