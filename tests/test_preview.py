@@ -58,3 +58,21 @@ def test_a_preview_needs_an_image_and_no_negative_views(tiny_folder):
         preview_rows(tiny_folder, n=2, views=-1)
     rows = preview_rows(tiny_folder, n=2, views=0)[0]  # the plain views alone
     assert [len(views) for _, views in rows] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "out, written", [("folder", "folder/augment_preview.png"), ("grid", "grid.png"), ("grid.jpg", "grid.jpg")]
+)
+def test_show_out_is_a_folder_a_bare_name_or_an_image_file(tiny_folder, tmp_path, capsys, out, written):
+    (tmp_path / "folder").mkdir()
+    flags = ["-n", "1", "--views", "1", "--model", "scratch_cnn", "--image-size", "32"]
+    assert main(["show", str(tiny_folder), "--out", str(tmp_path / out), *flags]) == 0
+    assert f"wrote {tmp_path / written} " in capsys.readouterr().out  # the file it wrote, not the name asked for
+    assert Image.open(tmp_path / written).size[0] > 100
+
+
+def test_show_refuses_an_output_that_is_not_an_image_before_reading_images(tiny_folder, tmp_path, capsys):
+    assert main(["show", str(tmp_path / "no_such_data"), "--out", str(tmp_path / "grid.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write a figure as" in err and "'.txt' is not an image format" in err and ".png" in err
+    assert not (tmp_path / "grid.txt").exists()

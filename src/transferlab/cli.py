@@ -193,7 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="preview training images as the model sees them after augmentation")
     p.add_argument("data", help="ImageFolder root or CSV manifest")
-    p.add_argument("--out", default="augment_preview.png", help="PNG to write")
+    p.add_argument(
+        "--out",
+        default="augment_preview.png",
+        help="image to write (.png, .jpg, .pdf, .svg; a folder: FOLDER/augment_preview.png)",
+    )
     p.add_argument("-n", "--images", type=_at_least(1), default=8, help="how many training images (one row each)")
     p.add_argument("--views", type=_at_least(0), default=5, help="augmented views per image")
     _add_train_flags(p, skip=("out",))

@@ -18,8 +18,9 @@ from ..data.index import DataError, load_index
 from ..data.loading import ImageDataset
 from ..data.preprocess import Preprocess
 from ..data.transforms import AugmentSpec, denormalize, eval_transform, train_transform
+from ..files import check_writable
 from ..models.registry import get_spec
-from ..reports.plots import plot_augment_preview
+from ..reports.plots import figure_path, plot_augment_preview
 from ..training.recipe import resolve
 
 __all__ = ["augment_preview", "preview_rows"]
@@ -76,8 +77,9 @@ def preview_rows(
 def augment_preview(
     data: str | Path, out: str | Path = "augment_preview.png", n: int = 8, views: int = 5, overrides: dict | None = None
 ) -> tuple[Path, str]:
-    """Write the :func:`preview_rows` grid to ``out``; returns the file and the preset used."""
+    """Write the :func:`preview_rows` grid to ``out`` (a folder gets ``augment_preview.png``, a
+    name without a suffix ``.png``); returns the file and the preset used."""
+    out = figure_path(out, "augment_preview.png")
+    check_writable(out.parent)  # before the images are read
     rows, preset, title = preview_rows(data, n, views, overrides)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     return plot_augment_preview(rows, out, title), preset

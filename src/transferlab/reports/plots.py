@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..files import OutputError
+
 __all__ = [
     "plot_curves",
     "plot_confusion",
@@ -20,6 +22,7 @@ __all__ = [
     "plot_compare_curves",
     "plot_augment_preview",
     "plot_matrix",
+    "figure_path",
 ]
 
 GREEN, RED = "#1a7f37", "#cf222e"
@@ -29,6 +32,24 @@ def _subplots(nrows: int = 1, ncols: int = 1, figsize=None, squeeze: bool = True
     """``pyplot.subplots`` without pyplot: a standalone :class:`Figure` and its axes."""
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+def figure_path(out: str | Path, default_name: str) -> Path:
+    """Where a figure asked for at ``out`` goes: ``out/default_name`` for a folder, ``.png`` added
+    to a name without a suffix. A suffix matplotlib cannot write is an :class:`OutputError` that
+    names the formats it can, raised before the figure is drawn."""
+    out = Path(out)
+    if out.is_dir():
+        return out / default_name
+    if not out.suffix:
+        return out.with_suffix(".png")
+    formats = Figure().canvas.get_supported_filetypes()
+    if out.suffix[1:].lower() not in formats:
+        raise OutputError(
+            f"cannot write a figure as '{out}': '{out.suffix}' is not an image format; "
+            f"name the file with one of {', '.join('.' + f for f in sorted(formats))} (e.g. preview.png)"
+        )
+    return out
 
 
 def _save(fig, path: str | Path, margins: dict | None = None) -> Path:
