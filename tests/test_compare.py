@@ -109,6 +109,19 @@ def test_compare_refuses_per_run_settings_in_overrides(tmp_path):
         compare(tmp_path, tmp_path / "o", overrides={"mode": "features"})
 
 
+def test_data_that_cannot_be_read_leaves_no_output_folder(tmp_path):
+    from transferlab.data.index import DataError
+    from transferlab.lab.crosseval import crosseval
+
+    (tmp_path / "flat").mkdir()  # images would sit directly in it: no class folders
+    for bad in (tmp_path / "missing", tmp_path / "flat"):
+        with pytest.raises(DataError):
+            compare(bad, tmp_path / "o", overrides=FAST, models=["scratch_cnn"], modes=["scratch"], scratch=False)
+        with pytest.raises(DataError):
+            crosseval([bad, tmp_path / "other"], tmp_path / "x", overrides=FAST)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x").exists()
+
+
 @pytest.mark.browser
 def test_report_html_renders_in_headless_chromium(compared, browser, tmp_path):
     import numpy as np

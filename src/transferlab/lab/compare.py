@@ -163,7 +163,6 @@ def compare(
     out = Path(out)
     # under torchrun every run of the grid trains on all ranks; the main rank writes
     distributed.init(resolve_device(overrides.get("device", "auto")).type)
-    distributed.on_main(out.mkdir, parents=True, exist_ok=True)
     spec = split or SplitSpec(seed=int(overrides.get("seed", 0)))
     index = distributed.on_main(prepare_split, data, out, spec, groups)
     rows: list[RunRow] = []

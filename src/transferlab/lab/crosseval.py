@@ -101,8 +101,7 @@ def crosseval(
         if k in overrides:
             raise ConfigError(f"'{k}' is set per data set by crosseval; use --out for the matrix folder")
     names = _names(data)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)  # made by the first split: data that cannot be read leaves no folder behind
     spec = split or SplitSpec(seed=int(overrides.get("seed", 0)))
     splits, classes = {}, None
     for name, d in zip(names, data):
