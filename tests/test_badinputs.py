@@ -69,6 +69,11 @@ def empty_folder(t: Path) -> Path:
     return t / "d"
 
 
+def one_class_folder(t: Path) -> Path:
+    make_folder(t / "d", classes=("only",), n=4)
+    return t / "d" / "only"  # images directly inside: the user gave a class's folder
+
+
 def one_class(t: Path) -> Path:
     make_folder(t / "d", classes=("only",), n=4)
     return t / "d"
@@ -298,6 +303,13 @@ DATA_CASES = {  # case -> {command: outcome}
         {"split": Outcome(2, "0 class(es)"), "train": Outcome(2, "0 class(es)"), "show": Outcome(2, "0 class(es)")},
     ),
     "one class": (one_class, {"split": Outcome(2, "1 class(es)"), "train": Outcome(2, "1 class(es)")}),
+    "a class's folder": (
+        one_class_folder,
+        {
+            "split": Outcome(2, "its 4 image(s) sit directly in it"),
+            "train": Outcome(2, "give the folder above, which holds one folder per class"),
+        },
+    ),
     "a class of broken files": (
         class_of_broken_files,
         {

@@ -219,9 +219,17 @@ def load_index(source: str | Path, verify: bool = True) -> DataIndex:
 
 def _check_classes(index: DataIndex) -> None:
     if len(index.classes) < 2:
+        root = Path(index.root)
+        loose = sum(1 for p in root.iterdir() if p.is_file() and is_image_name(p)) if root.is_dir() else 0
+        hint = (
+            f"; its {loose} image(s) sit directly in it, as in one class's folder: give the folder above, "
+            "which holds one folder per class"
+            if loose
+            else ""
+        )
         raise DataError(
             f"'{index.root}' has {len(index.classes)} class(es) {index.classes}; "
-            "a classifier needs at least two class folders (root/<class>/images)"
+            f"a classifier needs at least two class folders (root/<class>/images){hint}"
         )
 
 
