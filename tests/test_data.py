@@ -30,6 +30,16 @@ def test_bad_files_are_listed_not_fatal(messy_folder):
     assert any(s.path.endswith("gray.png") for s in idx.all_samples())
 
 
+def test_images_outside_the_class_folders_are_listed_as_skipped(tiny_folder):
+    import shutil
+
+    shutil.copy(tiny_folder / "fake" / "fake_00.png", tiny_folder / "stray.png")
+    (tiny_folder / "notes.txt").write_text("not an image, not reported")
+    idx = load_index(tiny_folder)
+    assert idx.counts() == {"train": {"fake": 10, "real": 10}}
+    assert idx.skipped == [(str(tiny_folder / "stray.png"), "outside the class folders: move it into one to use it")]
+
+
 def test_empty_class_folder_is_an_error_naming_it(tmp_path, tiny_folder):
     (tiny_folder / "ghost").mkdir()
     (tiny_folder / "ghost" / "x.jpg").write_bytes(b"")

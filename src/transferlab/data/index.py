@@ -164,6 +164,9 @@ def _class_dirs(root: Path) -> list[Path]:
 def _scan_folder(root: Path, classes: list[str] | None, skipped, verify) -> tuple[list[str], list[Sample]]:
     dirs = _class_dirs(root)
     names = [d.name for d in dirs] if classes is None else classes
+    if dirs:
+        loose = sorted(str(p) for p in root.iterdir() if p.is_file() and is_image_name(p))
+        skipped += [(p, "outside the class folders: move it into one to use it") for p in loose]
     samples: list[Sample] = []
     for d in dirs:
         if d.name not in names:
