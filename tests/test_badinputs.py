@@ -449,6 +449,39 @@ def test_bad_models_through_every_command(name, command, tmp_path, capsys, tiny_
     _check(Outcome(2, says), code, out, err, argv)
 
 
+def test_predict_names_what_to_give_for_a_checkpoint_file_or_an_export_folder(tmp_path, capsys, tiny_run):
+    img = tmp_path / "img.png"
+    Image.new("RGB", (40, 40)).save(img)
+    (tmp_path / "work").mkdir()
+    run = _run_copy(tmp_path, tiny_run)
+    folder = _export(tmp_path, tiny_run).parent
+    for argv, says in [
+        (["predict", str(run / "best.pt"), str(img)], ("a checkpoint in a run folder", f"predict {run} --checkpoint")),
+        (["predict", str(folder), str(img)], ("no checkpoint best.pt but an exported model", "model.onnx IMAGES")),
+    ]:
+        code, out, err = _run(argv, capsys, tmp_path / "work")
+        _check(Outcome(2, says), code, out, err, argv)
+
+
+def test_predict_checks_its_outputs_before_predicting(tmp_path, capsys, tiny_run, monkeypatch):
+    from transferlab.predict.predictor import Predictor
+
+    monkeypatch.setattr(Predictor, "predict_paths", lambda *a, **k: pytest.fail("predicted before checking outputs"))
+    img = tmp_path / "img.png"
+    Image.new("RGB", (40, 40)).save(img)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "file").write_text("x")
+    base = ["predict", str(tiny_run), str(img)]
+    for flags, says in [
+        (["--csv", str(tmp_path / "work")], ("cannot write", "it is a folder, not a file")),
+        (["--json", str(tmp_path / "file" / "p.json")], ("cannot write", "a file is in the way")),
+        (["--csv", "p.out", "--json", "./p.out"], "--csv and --json name the same file"),
+        (["--explain", str(tmp_path / "file")], ("cannot write", "a file is in the way")),
+    ]:
+        code, out, err = _run([*base, *flags], capsys, tmp_path / "work")
+        _check(Outcome(2, says), code, out, err, [*base, *flags])
+
+
 def test_run_folder_and_output_problems(tmp_path, capsys, tiny_folder, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
@@ -468,7 +501,7 @@ def test_run_folder_and_output_problems(tmp_path, capsys, tiny_folder, monkeypat
         (["train", str(tiny_folder), "--out", str(work / "x.txt" / "run"), *FAST], "cannot write"),
         (["train", str(tiny_folder), "--out", str(tmp_path / "other"), *FAST, "--image-size", "8"], "smallest input"),
         (["export", str(run), "--out", str(work / "x.txt")], ("x.txt", "a file is in the way", "another output path")),
-        (["predict", str(run), str(tiny_folder), "--csv", str(work)], ("it is a folder; name a file",)),
+        (["predict", str(run), str(tiny_folder), "--csv", str(work)], ("it is a folder, not a file",)),
     ]:
         code, out, err = _run(bad, capsys, work)
         _check(Outcome(2, says), code, out, err, bad)

@@ -369,10 +369,40 @@ def _cmd_evaluate(a) -> int:
     return 0
 
 
+def _which_model(run: Path, checkpoint: str) -> None:
+    """A usage error naming what to give instead, when ``run`` is a run's checkpoint file or a
+    folder that holds an exported model but no checkpoint."""
+    from .predict.contract import is_exported_model
+
+    if run.is_dir() and not (run / checkpoint).exists():
+        exported = sorted(f for f in run.iterdir() if is_exported_model(f))
+        if exported:
+            raise UsageError(
+                f"'{run}' holds no checkpoint {checkpoint} but an exported model: give the file, "
+                f"e.g. transferlab predict {exported[0]} IMAGES"
+            )
+    if run.is_file() and not is_exported_model(run) and (run.parent / "config.yaml").is_file():
+        raise UsageError(
+            f"'{run}' is a checkpoint in a run folder: give the folder, "
+            f"e.g. transferlab predict {run.parent} --checkpoint {run.name} IMAGES"
+        )
+
+
 def _cmd_predict(a) -> int:
     from .data.index import expand_inputs
     from .predict.contract import is_exported_model
 
+    _which_model(Path(a.run), a.checkpoint)
+
+    from .files import check_writable, check_writable_file
+
+    outputs = [o for o in (a.csv, a.json) if o]
+    if len({Path(o).resolve() for o in outputs}) < len(outputs):
+        raise UsageError(f"--csv and --json name the same file '{a.csv}'; give each its own")
+    for o in outputs:
+        check_writable_file(o)  # before the predictions, not after
+    if a.explain:
+        check_writable(a.explain)
     files, problems = expand_inputs(a.paths)
     if is_exported_model(a.run) or Path(a.run).is_file():  # a file is an export: its contract is checked
         if a.tta or a.explain:

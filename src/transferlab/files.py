@@ -37,7 +37,7 @@ def _explain(path: Path, e: OSError) -> OutputError:
         errno.EDQUOT: "disk quota exceeded",
         errno.EEXIST: "a file is in the way where a folder is needed",
         errno.ENOTDIR: "a file is in the way where a folder is needed",
-        errno.EISDIR: "it is a folder; name a file",
+        errno.EISDIR: "it is a folder, not a file",
     }.get(e.errno, e.strerror)
     space = e.errno in (errno.ENOSPC, errno.EDQUOT)
     fix = "free some space or choose another output path" if space else "choose another output path"
@@ -100,3 +100,12 @@ def check_writable(folder: str | Path) -> None:
         os.unlink(tmp)
     except OSError as e:
         raise _explain(folder, e) from None
+
+
+def check_writable_file(path: str | Path) -> None:
+    """Raise :class:`OutputError` unless a file can be written at ``path`` (its folder is made if
+    missing): before the work whose result goes there, not after."""
+    path = Path(path)
+    if path.is_dir():
+        raise _explain(path, IsADirectoryError(errno.EISDIR, "is a directory"))
+    check_writable(path.parent)
