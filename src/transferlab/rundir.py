@@ -24,7 +24,7 @@ import yaml
 from .config import ConfigError, TrainConfig, config_to_dict, load_config
 from .files import OutputError, check_writable, clean_temporaries, write_text
 
-__all__ = ["next_run_dir", "RunFolder", "RunFolderError", "METRIC_FIELDS"]
+__all__ = ["next_run_dir", "RunFolder", "RunFolderError", "METRIC_FIELDS", "refuse_inside_data"]
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_metric", "lr", "seconds"]
 
@@ -43,6 +43,21 @@ def next_run_dir(base: str | Path = "runs/run") -> Path:
 
 class RunFolderError(ConfigError):
     """A run folder that cannot be used as asked (exists already, or is not a run folder)."""
+
+
+def refuse_inside_data(out: str | Path, data: str | Path) -> None:
+    """A :class:`RunFolderError` when ``out`` lies inside the image folder ``data``: the charts
+    and grids written there would be read as images of a class the next time the data is indexed.
+    A manifest (CSV) lists its files, so a run beside it is harmless."""
+    root = Path(data).resolve()
+    if not root.is_dir():
+        return
+    where = Path(out).resolve()
+    if where == root or root in where.parents:
+        raise RunFolderError(
+            f"--out '{out}' is inside the data folder '{data}': the images written there (curves, "
+            "grids, heatmaps) would be read as training images the next time; choose --out outside it"
+        )
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from ..models.registry import get_spec
 from ..modes import MODES
 from ..reports.html import data_table, figure, machine_table, page, table
 from ..reports.plots import plot_compare_curves, plot_confusions
-from ..rundir import RunFolder
+from ..rundir import RunFolder, refuse_inside_data
 from ..runtime import resolve_device
 from ..training.trainer import train
 
@@ -160,6 +160,7 @@ def compare(
     pairs = grid(models, modes, scratch)
     if not overrides.get("weights"):
         _require_weights(pairs)
+    refuse_inside_data(out, data)
     out = Path(out)
     # under torchrun every run of the grid trains on all ranks; the main rank writes
     distributed.init(resolve_device(overrides.get("device", "auto")).type)

@@ -24,7 +24,7 @@ from ..evaluation.scoring import evaluate_run
 from ..files import write_text
 from ..reports.html import figure, page, table
 from ..reports.plots import plot_matrix
-from ..rundir import RunFolder
+from ..rundir import RunFolder, refuse_inside_data
 from .compare import prepare_split, train_once
 
 __all__ = ["crosseval", "CrossCell"]
@@ -101,6 +101,8 @@ def crosseval(
         if k in overrides:
             raise ConfigError(f"'{k}' is set per data set by crosseval; use --out for the matrix folder")
     names = _names(data)
+    for d in data:
+        refuse_inside_data(out, d)
     out = Path(out)  # made by the first split: data that cannot be read leaves no folder behind
     spec = split or SplitSpec(seed=int(overrides.get("seed", 0)))
     splits, classes = {}, None

@@ -34,7 +34,7 @@ from ..modes import get_mode
 from ..reports.grids import sample_grid
 from ..reports.html import run_report
 from ..reports.plots import plot_confusion, plot_curves
-from ..rundir import RunFolder, RunFolderError
+from ..rundir import RunFolder, RunFolderError, refuse_inside_data
 from ..runtime import resolve_device, set_threads
 from .calibration import calibrate, fitted_on, threshold_perturbations
 from .engine import (
@@ -220,6 +220,7 @@ class _Session:
 def _open_new(cfg: TrainConfig, overwrite: bool) -> _Session:
     get_spec(cfg.model)  # an unknown backbone name fails before the data is read
     threshold_perturbations(cfg.threshold_perturb)  # and so does a misspelt perturbation
+    refuse_inside_data(cfg.out, cfg.data)
     run = RunFolder(cfg.out)
     if not overwrite:  # refuse before the (slow) indexing
         distributed.on_main(lambda: run.prepare_new(False) if run.is_run() else None)
