@@ -502,6 +502,7 @@ def test_run_folder_and_output_problems(tmp_path, capsys, tiny_folder, monkeypat
         (["train", str(tiny_folder), "--out", str(tmp_path / "other"), *FAST, "--image-size", "8"], "smallest input"),
         (["train", str(tiny_folder), "--out", str(tiny_folder / "fake" / "run"), *FAST], "inside the data folder"),
         (["compare", str(tiny_folder), "--out", str(tiny_folder / "cmp")], "inside the data folder"),
+        (["evaluate", str(run), str(tiny_folder), "--out", str(tiny_folder / "ev")], "inside the data folder"),
         (["crosseval", str(tiny_folder), str(run), "--out", str(tiny_folder / "x")], "inside the data folder"),
         (["export", str(run), "--out", str(work / "x.txt")], ("x.txt", "a file is in the way", "another output path")),
         (["predict", str(run), str(tiny_folder), "--csv", str(work)], ("it is a folder, not a file",)),

@@ -23,7 +23,7 @@ from ..predict.predictor import Predictor
 from ..reports.grids import sample_grid, thumbnails
 from ..reports.html import run_report
 from ..reports.plots import plot_confusion, plot_prediction_grid, plot_robustness, plot_roc
-from ..rundir import RunFolder
+from ..rundir import RunFolder, refuse_inside_data
 from ..training.calibration import fitted_on
 
 __all__ = ["evaluate_run", "select_eval_split", "parse_class_map", "robustness", "saved_differently"]
@@ -113,6 +113,8 @@ def evaluate_run(
     if explain < 0:
         raise ValueError(f"explain is a number of images (0: none), got {explain}")
     run_dir = Path(run_dir)
+    if data is not None and out is not None:
+        refuse_inside_data(out, data)
     pred = Predictor.from_run(run_dir, checkpoint, tta=tta, **predictor_kw)
     perturbations = parse_perturbations(perturb) if isinstance(perturb, str) or perturb is None else list(perturb)
     own = read_manifest(run_dir / "split.csv", verify=False)
