@@ -234,3 +234,18 @@ def test_evaluate_names_files_saved_differently_and_scores_without_them(trained_
     page = "".join(_eval_section(trained_run / "eval_other", r))
     assert "Files saved differently" in page and 'fake: without those files</td><td class="n">6<' in page
     assert evaluate_run(trained_run, explain=0)["saved_differently"] == []  # all PNG: nothing to say
+
+
+def test_a_run_whose_data_moved_is_named_not_scored_on_nothing(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    data = trained_run.parent / "presplit"
+    moved = tmp_path / "moved"
+    shutil.move(data, moved)
+    try:
+        with pytest.raises(DataError, match=r"none of the 16 images to score could be read \(e\.g\. .*presplit.*"):
+            evaluate_run(run, explain=0)
+    finally:
+        shutil.move(moved, data)

@@ -84,6 +84,13 @@ def _probs(pred: Predictor, samples: list[Sample]) -> tuple[np.ndarray, np.ndarr
     preds = pred.predict_paths([s.path for s in samples])
     keep = [(s, p) for s, p in zip(samples, preds) if p.label is not None]
     skipped = [(p.path, p.error) for p in preds if p.label is None]
+    if not keep:
+        path, why = skipped[0]
+        raise DataError(
+            f"none of the {len(samples)} images to score could be read (e.g. {path}: {why}); if the data "
+            "moved, put it back where the run's split.csv lists it, or score images the run never saw "
+            "with transferlab evaluate RUN DATA"
+        )
     probs = np.array([[p.probs[c] for c in pred.classes] for _, p in keep]).reshape(-1, len(pred.classes))
     labels = np.array([s.label for s, _ in keep], dtype=int)
     return probs, labels, [s for s, _ in keep], skipped
