@@ -74,6 +74,19 @@ def test_export_fails_loudly_when_the_export_disagrees(tiny_run, tmp_path, monke
     assert not (tmp_path / "bad" / "model.torchscript.pt.json").exists()  # nothing usable left behind
 
 
+def test_a_run_whose_images_cannot_be_read_fails_before_exporting_anything(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("export*"))
+    rows = (run / "split.csv").read_text().splitlines()
+    # every listed image moved away: the manifest now points nowhere
+    (run / "split.csv").write_text("\n".join([rows[0], *(r.replace(",", "_gone.png,", 1) for r in rows[1:])]) + "\n")
+    with pytest.raises(ExportError, match=r"none of the run's \d+ validation images could be read \(e\.g\. .*_gone"):
+        export_run(run, "torchscript", tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []  # no model file without its contract
+
+
 def test_int8_reports_accuracy_size_and_speed(tiny_run, tmp_path):
     q = export_run(tiny_run, "onnx", tmp_path / "q", int8=True)["int8"]
     assert (tmp_path / "q" / "model.int8.onnx").is_file() and (tmp_path / "q" / "model.int8.onnx.json").is_file()

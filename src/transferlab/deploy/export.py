@@ -181,10 +181,18 @@ def _validation_images(run_dir: Path, limit: int | None) -> list:
     return samples[:limit] if limit else samples
 
 
-def _load_inputs(samples, contract: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The readable ``samples`` as a batch of model inputs, with their labels and paths."""
-    loaded = [(s, load_input(s.path, contract)[0]) for s in samples]
-    kept = [(s, x) for s, x in loaded if x is not None]
+def _load_inputs(samples, contract: dict, what: str = "validation images") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The readable ``samples`` as a batch of model inputs, with their labels and paths. Only the
+    contract's ``preprocess`` is read. None readable is an :class:`ExportError` naming ``what``."""
+    loaded = [(s, *load_input(s.path, contract)) for s in samples]
+    kept = [(s, x) for s, x, _ in loaded if x is not None]
+    if not kept:
+        first, _, why = loaded[0] if loaded else (None, None, None)
+        raise ExportError(
+            f"none of the run's {len(samples)} {what} could be read"
+            + (f" (e.g. {first.path}: {why})" if first else "")
+            + "; the export's checks need them: put the data back where the run's split.csv lists it"
+        )
     return np.stack([x for _, x in kept]), np.asarray([s.label for s, _ in kept]), [s.path for s, _ in kept]
 
 
@@ -261,11 +269,12 @@ def export_run(
         pre.std,
         pred.temperature,
     ).eval()
+    # the check's images first: a run whose data moved fails before a model file without a contract is left
+    x, labels, paths = _load_inputs(_validation_images(run_dir, images), {"preprocess": pre.to_dict()})
     t0 = time.perf_counter()
     path = export_model(module, fmt, out / _FILES[fmt], pre.input_size, pre.crop_views)
     seconds = time.perf_counter() - t0
     contract = _contract(fmt, path, ckpt, pred.temperature, {})
-    x, labels, paths = _load_inputs(_validation_images(run_dir, images), contract)
 
     def eager(b: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -330,7 +339,7 @@ def _int8(
     rng = np.random.default_rng(0)
     train = index.splits.get("train") or index.all_samples()
     picks = [train[i] for i in rng.choice(len(train), size=min(n_calib, len(train)), replace=False)]
-    calib, _, _ = _load_inputs(picks, contract)
+    calib, _, _ = _load_inputs(picks, contract, "training images for int8 calibration")
 
     class Reader(CalibrationDataReader):
         def __init__(self):
