@@ -83,8 +83,11 @@ def test_local_weights_mismatch_and_missing(tmp_path):
     with pytest.raises(WeightsUnavailable, match="does not exist"):
         create_model("resnet18", 2, pretrained=False, weights_path=tmp_path / "nope.pth")
     (tmp_path / "junk.pth").write_text("not torch")
-    with pytest.raises(WeightsUnavailable, match="not a readable"):
+    unreadable = r"not a readable torch state dict \(UnpicklingError\); give a file saved with torch\.save"
+    with pytest.raises(WeightsUnavailable, match=unreadable):
         create_model("resnet18", 2, pretrained=False, weights_path=tmp_path / "junk.pth")
+    with pytest.raises(WeightsUnavailable, match="is a folder; give the weights file in it"):
+        create_model("resnet18", 2, pretrained=False, weights_path=tmp_path)
 
 
 def test_bundled_mapping_checks_shapes():

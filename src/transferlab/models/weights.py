@@ -146,12 +146,17 @@ class TorchvisionWeights(WeightSource):
 def load_local(net: nn.Module, path: str | Path, name: str) -> None:
     """Load a local state dict (or a checkpoint dict holding one) into ``net``, strictly."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightsUnavailable(f"--weights '{path}' is a folder; give the weights file in it (.pt or .pth)")
     if not path.is_file():
         raise WeightsUnavailable(f"--weights file '{path}' does not exist")
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise WeightsUnavailable(f"--weights file '{path}' is not a readable torch state dict ({e})") from None
+        raise WeightsUnavailable(
+            f"--weights file '{path}' is not a readable torch state dict ({type(e).__name__}); give a "
+            "file saved with torch.save(model.state_dict())"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
