@@ -67,8 +67,13 @@ def test_not_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="not a transferlab checkpoint"):
         load_checkpoint(tmp_path / "x.pt")
     (tmp_path / "junk.pt").write_text("junk")
-    with pytest.raises(CheckpointError, match="cannot be read"):
-        load_checkpoint(tmp_path / "junk.pt")
+    for content in (b"junk", b"", bytes(range(256)) * 4):  # text, empty, random bytes
+        (tmp_path / "junk.pt").write_bytes(content)
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(tmp_path / "junk.pt")
+        says = str(e.value)
+        assert "cannot be read (" in says and "damaged or not a checkpoint" in says and "--checkpoint" in says
+        assert "weights_only" not in says and "\n" not in says  # torch's advice to load unsafely is not ours
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"checkpoint '{path}' cannot be read ({type(e).__name__}): the file is damaged or not a "
+            "checkpoint; use the run's other one (--checkpoint last.pt or best.pt) or train again"
+        ) from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "classes" not in ckpt:
         raise CheckpointError(f"'{path}' is not a transferlab checkpoint (no model/classes)")
     _validate(ckpt, path)
