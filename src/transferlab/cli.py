@@ -390,12 +390,10 @@ def _which_model(run: Path, checkpoint: str) -> None:
 
 def _cmd_predict(a) -> int:
     from .data.index import expand_inputs
+    from .files import check_writable, check_writable_file, write_text
     from .predict.contract import is_exported_model
 
     _which_model(Path(a.run), a.checkpoint)
-
-    from .files import check_writable, check_writable_file
-
     outputs = [o for o in (a.csv, a.json) if o]
     if len({Path(o).resolve() for o in outputs}) < len(outputs):
         raise UsageError(f"--csv and --json name the same file '{a.csv}'; give each its own")
@@ -431,9 +429,7 @@ def _cmd_predict(a) -> int:
         print(f"{r.path:<{width}}  {r.label or '-':<12}{probs}")
     for item, why in problems:
         print(f"skipped {item}: {why}", file=sys.stderr)
-    from .files import write_text  # whole files, written atomically: never a partial CSV
-
-    if a.csv:
+    if a.csv:  # whole files, written atomically: never a partial CSV
         buf = io.StringIO(newline="")
         w = csv.writer(buf)
         w.writerow(["path", "prediction", *[f"p_{c}" for c in pred.classes], "error"])
