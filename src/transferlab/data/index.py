@@ -161,12 +161,16 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
+def _loose_images(root: Path) -> list[str]:
+    """Image files directly in ``root``, outside any class folder, sorted."""
+    return sorted(str(p) for p in root.iterdir() if p.is_file() and is_image_name(p)) if root.is_dir() else []
+
+
 def _scan_folder(root: Path, classes: list[str] | None, skipped, verify) -> tuple[list[str], list[Sample]]:
     dirs = _class_dirs(root)
     names = [d.name for d in dirs] if classes is None else classes
     if dirs:
-        loose = sorted(str(p) for p in root.iterdir() if p.is_file() and is_image_name(p))
-        skipped += [(p, "outside the class folders: move it into one to use it") for p in loose]
+        skipped += [(p, "outside the class folders: move it into one to use it") for p in _loose_images(root)]
     samples: list[Sample] = []
     for d in dirs:
         if d.name not in names:
@@ -222,8 +226,7 @@ def load_index(source: str | Path, verify: bool = True) -> DataIndex:
 
 def _check_classes(index: DataIndex) -> None:
     if len(index.classes) < 2:
-        root = Path(index.root)
-        loose = sum(1 for p in root.iterdir() if p.is_file() and is_image_name(p)) if root.is_dir() else 0
+        loose = len(_loose_images(Path(index.root)))
         hint = (
             f"; its {loose} image(s) sit directly in it, as in one class's folder: give the folder above, "
             "which holds one folder per class"
