@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -47,3 +49,36 @@ def test_demo_detector_reaches_90_percent_on_unseen_photos(tmp_path, capsys):
     assert report["accuracy"] >= 0.9
     out = capsys.readouterr().out
     assert "test accuracy" in out and str(tmp_path / "demo" / "run") in out
+
+
+def test_the_demo_again_trains_a_new_run_beside_the_first_and_refuses_a_run_folder(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import transferlab.evaluation.scoring as scoring
+    import transferlab.training.trainer as trainer
+    from transferlab.rundir import RunFolderError
+
+    runs = []
+
+    def fake_train(cfg):  # the demo's own logic, without minutes of training
+        Path(cfg.out).mkdir(parents=True)
+        (Path(cfg.out) / "config.yaml").write_text("a run")
+        runs.append(Path(cfg.out))
+        return SimpleNamespace(run_dir=Path(cfg.out), best_val_acc=1.0, best_epoch=1)
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    monkeypatch.setattr(
+        scoring,
+        "evaluate_run",
+        lambda run: {"accuracy": 1.0, "n": 4, "binary": {"roc_auc": 1.0, "average_precision": 1.0}},
+    )
+    monkeypatch.setattr("transferlab.lab.demo.build_demo_data", lambda root, seed=0: Path(root))
+    out = tmp_path / "demo"
+    run_demo(out, progress=False)
+    run_demo(out, progress=False)
+    assert runs == [out / "run", out / "run2"]  # never the same folder twice
+    with pytest.raises(RunFolderError, match="is a run folder"):
+        run_demo(out / "run", progress=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError, match="a file is in the way"):
+        run_demo(tmp_path / "file", progress=False)

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..files import write_text
+from ..files import check_writable, write_text
+from ..rundir import RunFolder, RunFolderError, next_run_dir
 
 __all__ = ["PHOTOS", "make_fake", "build_demo_data", "run_demo"]
 
@@ -111,19 +112,28 @@ def run_demo(
     out: str | Path = "runs/demo", mode: str = "features", epochs: int = 6, seed: int = 0, progress: bool = True
 ) -> dict:
     """Build the demo data, train the default backbone, evaluate on the held-out photos and
-    print a short table. Returns the evaluation dict plus timings."""
+    print a short table. Returns the evaluation dict plus timings.
+
+    ``out`` holds the data (built once, then reused) and the runs: ``out/run``, then ``out/run2``
+    and so on, so running the demo again never meets or replaces an earlier run."""
     from ..config import load_config
     from ..evaluation.scoring import evaluate_run
     from ..training.trainer import train
 
     out = Path(out)
+    if RunFolder(out).is_run():
+        raise RunFolderError(
+            f"--out '{out}' is a run folder; the demo writes its data and runs into a folder of its own: "
+            "choose another --out"
+        )
+    check_writable(out)
     t0 = time.perf_counter()
     data = build_demo_data(out / "data", seed=seed)
     t_data = time.perf_counter() - t0
     cfg = load_config(
         overrides={
             "data": str(data),
-            "out": str(out / "run"),
+            "out": str(next_run_dir(out / "run")),
             "mode": mode,
             "epochs": epochs,
             "image_size": 128,
