@@ -152,6 +152,27 @@ def test_numbers_out_of_range_are_usage_errors_naming_the_flag(argv, says, capsy
     assert says in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, names",
+    [
+        (["train", "DATA", "--out", ""], "--out"),
+        (["train", "", "--out", "x"], "DATA"),
+        (["predict", "RUN", "a.png", ""], "PATHS"),
+        (["predict", "RUN", "a.png", "--csv", ""], "--csv"),
+        (["evaluate", ""], "RUN"),
+        (["split", "DATA", "--out", ""], "--out"),
+        (["crosseval", "A", "", "--out", "x"], "DATA"),
+        (["demo", "--out", ""], "--out"),
+    ],
+)
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(argv, names, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    says = f"error: {names}: an empty path (an unset shell variable?); give a file or folder\n"
+    assert capsys.readouterr().err == says
+    assert list(tmp_path.iterdir()) == []  # nothing read, nothing written
+
+
 def test_models_lists_registry_with_status(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out

@@ -574,6 +574,21 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
 
 
+# every argument that names a file or folder, by its argparse dest
+PATH_ARGS = ("src", "data", "run", "paths", "out", "groups", "config", "resume", "csv", "json", "explain")
+PATH_ARGS += ("weights", "cache_dir", "checkpoint")
+
+
+def _empty_path(args: argparse.Namespace) -> str | None:
+    """The flag (or positional name) given an empty path, e.g. from an unset shell variable:
+    ``Path("")`` is the current folder, so ``predict RUN "$DIR"`` would read everything under it."""
+    for name in PATH_ARGS:
+        value = getattr(args, name, None)
+        if value == "" or (isinstance(value, list) and "" in value):
+            return f"--{name.replace('_', '-')}" if f"--{name.replace('_', '-')}" in args.argv else name.upper()
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status: 0 done, 2 the input or setting is at fault (one
     line on stderr names it and the fix), 1 an unexpected failure, 130 interrupted."""
@@ -584,6 +599,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    empty = _empty_path(args)
+    if empty:
+        print(f"error: {empty}: an empty path (an unset shell variable?); give a file or folder", file=sys.stderr)
+        return 2
     handler = {
         "split": _cmd_split,
         "train": _cmd_train,
