@@ -50,7 +50,9 @@ def test_invariance_must_be_a_finite_non_negative_strength(bad):
         ("gamma", "0", "gamma must be > 0"),
         ("step_size", "0", "step_size >= 1"),
         ("patience", "-1", "patience must be >= 0"),
-        ("epochs", "[1", "epochs='\\[1' is not a valid int"),
+        ("epochs", "[1", "epochs='\\[1' is not a whole number$"),
+        ("lr", "abc", "lr='abc' is not a number$"),
+        ("amp", "maybe", "amp='maybe' is not true or false$"),
     ],
 )
 def test_numbers_out_of_range_are_named_before_training(key, bad, says):
@@ -70,6 +72,13 @@ def test_a_config_file_that_is_not_yaml_is_named(tmp_path, text, says):
     (tmp_path / "c.yaml").write_bytes(text)
     with pytest.raises(ConfigError, match=says):
         load_config(tmp_path / "c.yaml")
+
+
+def test_a_config_path_that_is_a_folder_or_missing_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"--config '.*' cannot be read: it is a folder; give a YAML file"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"--config '.*none.yaml' cannot be read: no such file or directory"):
+        load_config(tmp_path / "none.yaml")
 
 
 def test_values_are_parsed_safely_never_evaluated():

@@ -286,7 +286,9 @@ def _coerce(name: str, value: Any, default: Any, type_str: str) -> Any:
             return value
         return str(value) if "str" in type_str else value
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}={value!r} is not a valid {type_str}") from None
+        kinds = (("bool", "true or false"), ("float", "a number"), ("int", "a whole number"))
+        kind = next((w for t, w in kinds if t in type_str), f"a {type_str}")
+        raise ConfigError(f"{name}={value!r} is not {kind}") from None
 
 
 def load_config(
@@ -305,6 +307,9 @@ def load_config(
             raise ConfigError(
                 f"{yaml_path} is not a UTF-8 text file; a config is YAML text of key: value lines"
             ) from None
+        except OSError as e:
+            why = "it is a folder" if Path(yaml_path).is_dir() else (e.strerror or str(e)).lower()
+            raise ConfigError(f"--config '{yaml_path}' cannot be read: {why}; give a YAML file") from None
         except yaml.YAMLError as e:
             where = getattr(e, "problem_mark", None)
             at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
