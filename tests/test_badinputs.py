@@ -351,7 +351,7 @@ DATA_CASES = {  # case -> {command: outcome}
         {
             "split": Outcome(2, "does not exist"),
             "train": Outcome(2, "does not exist"),
-            "predict": Outcome(0, "no such file"),
+            "predict": Outcome(2, ("nothing predicted: ", "no such file")),
         },
     ),
     "text file as data": (text_file_as_data, {"train": Outcome(2, "not a CSV manifest")}),

@@ -112,3 +112,21 @@ def test_the_predictor_scores_through_a_folded_body_and_explains_the_original():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in scoring.body.modules())  # folded
     assert [m for m in pred.model.body.modules() if isinstance(m, torch.nn.BatchNorm2d)] == norms  # kept for Grad-CAM
     assert abs(pred.predict_tensor(x) - want).max() < 1e-4
+
+
+def test_predict_that_predicts_nothing_exits_2_and_writes_nothing(run_dir, tmp_path, capsys):
+    from transferlab.cli import main
+
+    (tmp_path / "a.jpg").write_text("not an image")
+    (tmp_path / "b.png").write_bytes(b"")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(run_dir), str(tmp_path / "a.jpg"), str(tmp_path / "b.png"), "--csv", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: nothing predicted: ") and "a.jpg: unreadable: not an image" in err
+    assert err.strip().endswith("(and 1 more)") and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert main(["predict", str(run_dir), str(tmp_path / "*.webp")]) == 2  # a glob that matched nothing
+    assert "nothing predicted" in capsys.readouterr().err
+    (tmp_path / "c.png").write_bytes(b"")
+    Image.new("RGB", (40, 40)).save(tmp_path / "good.png")
+    assert main(["predict", str(run_dir), str(tmp_path / "a.jpg"), str(tmp_path / "good.png")]) == 0  # one is enough

@@ -427,6 +427,12 @@ def _cmd_predict(a) -> int:
     for r in results:
         probs = "".join(f"  {r.probs[c]:>10.4f}" for c in pred.classes) if r.label else f"  unreadable: {r.error}"
         print(f"{r.path:<{width}}  {r.label or '-':<12}{probs}")
+    failed = [(r.path, f"unreadable: {r.error}") for r in results if not r.label] + problems
+    predicted = len(failed) < len(results) + len(problems)
+    if not predicted:  # a glob that matched nothing must not look like success to a script
+        (item, why), more = failed[0], len(failed) - 1
+        print(f"error: nothing predicted: {item}: {why}" + (f" (and {more} more)" if more else ""), file=sys.stderr)
+        return 2  # and no CSV or JSON: a refused command leaves nothing behind
     for item, why in problems:
         print(f"skipped {item}: {why}", file=sys.stderr)
     if a.csv:  # whole files, written atomically: never a partial CSV
