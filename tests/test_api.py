@@ -1,5 +1,6 @@
 """The public API, name by name: every documented name resolves to what it says."""
 
+import re
 import subprocess
 import sys
 
@@ -84,6 +85,28 @@ def test_run_predict_takes_folders_and_globs_as_the_cli_does(tiny_run, tmp_path)
     assert one.label == preds[0].label and one.probs == pytest.approx(preds[0].probs, abs=1e-3)
     with pytest.raises(ValueError, match="explain is a number of images"):
         run.evaluate(explain=-1)
+
+
+def test_empty_paths_and_folders_that_hold_no_run_are_named(tiny_run, tmp_path, monkeypatch):
+    from transferlab.config import ConfigError
+    from transferlab.rundir import RunFolderError
+
+    monkeypatch.chdir(tmp_path)  # "" must not mean this folder
+    (tmp_path / "stray.png").write_bytes((tiny_run / "curves.png").read_bytes())
+    run = transferlab.load_run(tiny_run)
+    assert [(p.path, p.label, p.error) for p in run.predict("")] == [("", None, "an empty path (an unset variable?)")]
+    for where, says in [
+        (tmp_path, "train one with transferlab.train"),
+        (tiny_run / "best.pt", re.escape(f"give the run folder, e.g. load_run('{tiny_run}')")),
+        ("", "not a finished run folder"),
+    ]:
+        with pytest.raises(RunFolderError, match=says):
+            transferlab.load_run(where)
+    with pytest.raises(ConfigError, match="data is not set or an empty path"):
+        transferlab.train("", out=str(tmp_path / "r"))
+    with pytest.raises(ConfigError, match="out is an empty path"):
+        transferlab.train(tiny_run, out="")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stray.png"]  # nothing written
 
 
 def test_default_run_folders_count_up_and_never_reuse_a_taken_name(tmp_path):

@@ -94,9 +94,17 @@ class Run:
     @classmethod
     def load(cls, run_dir: str | Path) -> Run:
         """A finished run folder (one with ``summary.json``)."""
-        from .rundir import RunFolder
+        from .rundir import RunFolder, RunFolderError
 
         folder = RunFolder(run_dir)
+        if not folder.finished():
+            if Path(run_dir).is_file():
+                hint = f"give the run folder, e.g. load_run('{Path(run_dir).parent}')"
+            elif folder.is_run():
+                hint = f"it has not finished: continue it with `transferlab train --resume {run_dir}`"
+            else:
+                hint = "train one with transferlab.train(DATA, out=...)"
+            raise RunFolderError(f"'{run_dir}' is not a finished run folder (no summary.json); {hint}")
         s = folder.read_summary()
         cal = s.get("calibration") or {}
         return cls(

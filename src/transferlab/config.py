@@ -141,6 +141,9 @@ class TrainConfig:
         return mode.lr_sgd if self.optimizer == "sgd" else mode.lr_adamw
 
     def validate(self) -> TrainConfig:
+        for name in ("out", "weights", "groups", "cache_dir"):  # data: "" until set, checked by train
+            if getattr(self, name, None) == "":  # Path("") is the current folder: read or written silently
+                raise ConfigError(f"{name} is an empty path (an unset variable?); give a file or folder")
         _choice("mode", self.mode, mode_names())
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("scheduler", self.scheduler, SCHEDULERS)

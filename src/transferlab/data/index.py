@@ -466,11 +466,14 @@ def file_digest(path: str | Path) -> str:
 
 
 def expand_inputs(items: Iterable[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Files, folders (recursive, image suffixes) and globs -> (unique files, problems)."""
+    """Files, folders (recursive, image suffixes) and globs -> (unique files, problems). An empty
+    string is a problem, not the current folder that ``Path("")`` means."""
     files, problems = [], []
     for item in items:
         p = Path(item)
-        if p.is_dir():
+        if str(item) == "":
+            problems.append(("", "an empty path (an unset variable?)"))
+        elif p.is_dir():
             found, broken = [], []
             for f in p.rglob("*"):
                 if is_image_name(f) and f.is_file():

@@ -218,6 +218,8 @@ class _Session:
 
 
 def _open_new(cfg: TrainConfig, overwrite: bool) -> _Session:
+    if not cfg.data:
+        raise ConfigError("data is not set or an empty path; give an image folder or a CSV manifest")
     get_spec(cfg.model)  # an unknown backbone name fails before the data is read
     threshold_perturbations(cfg.threshold_perturb)  # and so does a misspelt perturbation
     refuse_inside_data(cfg.out, cfg.data)
