@@ -47,6 +47,12 @@ def test_empty_class_folder_is_an_error_naming_it(tmp_path, tiny_folder):
         load_index(tiny_folder)
 
 
+def test_an_empty_data_path_is_not_the_current_folder(tiny_folder, monkeypatch):
+    monkeypatch.chdir(tiny_folder)  # a valid image folder: "" would index it
+    with pytest.raises(DataError, match="the data path is empty"):
+        load_index("")
+
+
 def test_fewer_than_two_classes_is_an_error(tmp_path, tiny_folder):
     import shutil
 

@@ -198,6 +198,8 @@ def load_index(source: str | Path, verify: bool = True) -> DataIndex:
     (``root/{train,val,test}/<class>/*``) or a CSV manifest (``path,label[,split]``).
     A flat folder puts everything in ``train``. Raises :class:`DataError`.
     """
+    if str(source) == "":  # Path("") is the current folder
+        raise DataError("the data path is empty (an unset variable?); give an image folder or a CSV manifest")
     src = Path(source)
     if not src.exists():
         raise DataError(f"data path '{src}' does not exist")
