@@ -168,7 +168,7 @@ def test_numbers_out_of_range_are_usage_errors_naming_the_flag(argv, says, capsy
 def test_an_empty_path_is_refused_not_read_as_the_current_folder(argv, names, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
-    says = f"error: {names}: an empty path (an unset shell variable?); give a file or folder\n"
+    says = f"error: {names}: an empty path (an unset variable?); give a file or folder\n"
     assert capsys.readouterr().err == says
     assert list(tmp_path.iterdir()) == []  # nothing read, nothing written
 

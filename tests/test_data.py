@@ -49,7 +49,7 @@ def test_empty_class_folder_is_an_error_naming_it(tmp_path, tiny_folder):
 
 def test_an_empty_data_path_is_not_the_current_folder(tiny_folder, monkeypatch):
     monkeypatch.chdir(tiny_folder)  # a valid image folder: "" would index it
-    with pytest.raises(DataError, match="the data path is empty"):
+    with pytest.raises(DataError, match=r"data: an empty path \(an unset variable\?\); give an image folder"):
         load_index("")
 
 

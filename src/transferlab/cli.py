@@ -427,9 +427,8 @@ def _cmd_predict(a) -> int:
     for r in results:
         probs = "".join(f"  {r.probs[c]:>10.4f}" for c in pred.classes) if r.label else f"  unreadable: {r.error}"
         print(f"{r.path:<{width}}  {r.label or '-':<12}{probs}")
-    failed = [(r.path, f"unreadable: {r.error}") for r in results if not r.label] + problems
-    predicted = len(failed) < len(results) + len(problems)
-    if not predicted:  # a glob that matched nothing must not look like success to a script
+    if not any(r.label for r in results):  # a glob that matched nothing must not look like success to a script
+        failed = [(r.path, f"unreadable: {r.error}") for r in results] + problems
         (item, why), more = failed[0], len(failed) - 1
         print(f"error: nothing predicted: {item}: {why}" + (f" (and {more} more)" if more else ""), file=sys.stderr)
         return 2  # and no CSV or JSON: a refused command leaves nothing behind
@@ -591,7 +590,8 @@ def _empty_path(args: argparse.Namespace) -> str | None:
     for name in PATH_ARGS:
         value = getattr(args, name, None)
         if value == "" or (isinstance(value, list) and "" in value):
-            return f"--{name.replace('_', '-')}" if f"--{name.replace('_', '-')}" in args.argv else name.upper()
+            flag = "--" + name.replace("_", "-")
+            return flag if flag in args.argv else name.upper()
     return None
 
 
@@ -607,7 +607,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     empty = _empty_path(args)
     if empty:
-        print(f"error: {empty}: an empty path (an unset shell variable?); give a file or folder", file=sys.stderr)
+        from .files import EMPTY_PATH
+
+        print(f"error: {empty}: {EMPTY_PATH}; give a file or folder", file=sys.stderr)
         return 2
     handler = {
         "split": _cmd_split,

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .files import write_text
+from .files import EMPTY_PATH, write_text
 from .modes import get_mode
 from .modes import names as mode_names
 
@@ -143,7 +143,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         for name in ("out", "weights", "groups", "cache_dir"):  # data: "" until set, checked by train
             if getattr(self, name, None) == "":  # Path("") is the current folder: read or written silently
-                raise ConfigError(f"{name} is an empty path (an unset variable?); give a file or folder")
+                raise ConfigError(f"{name}: {EMPTY_PATH}; give a file or folder")
         _choice("mode", self.mode, mode_names())
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("scheduler", self.scheduler, SCHEDULERS)

@@ -18,6 +18,9 @@ from typing import IO
 __all__ = ["atomic_write", "write_text", "write_bytes", "clean_temporaries", "OutputError", "check_writable"]
 
 
+EMPTY_PATH = "an empty path (an unset variable?)"  # Path("") is the current folder: never take it silently
+
+
 class OutputError(OSError):
     """An output path that cannot be written; the message names the path, the reason and the fix."""
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import EMPTY_PATH
 from .images import ImageReadError, check_image, is_image_name
 
 __all__ = [
@@ -199,7 +200,7 @@ def load_index(source: str | Path, verify: bool = True) -> DataIndex:
     A flat folder puts everything in ``train``. Raises :class:`DataError`.
     """
     if str(source) == "":  # Path("") is the current folder
-        raise DataError("the data path is empty (an unset variable?); give an image folder or a CSV manifest")
+        raise DataError(f"data: {EMPTY_PATH}; give an image folder or a CSV manifest")
     src = Path(source)
     if not src.exists():
         raise DataError(f"data path '{src}' does not exist")
@@ -474,7 +475,7 @@ def expand_inputs(items: Iterable[str | Path]) -> tuple[list[str], list[tuple[st
     for item in items:
         p = Path(item)
         if str(item) == "":
-            problems.append(("", "an empty path (an unset variable?)"))
+            problems.append(("", EMPTY_PATH))
         elif p.is_dir():
             found, broken = [], []
             for f in p.rglob("*"):
