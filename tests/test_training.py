@@ -391,3 +391,19 @@ def test_threshold_perturb_fits_the_threshold_on_the_validation_images_clean_and
     with pytest.raises(ConfigError, match="threshold_perturb: perturbation 'jpeg:500'"):
         train(load_config(None, {**over, "out": str(tmp_path / "bad"), "threshold_perturb": "jpeg:500"}))
     assert not (tmp_path / "bad").exists()
+
+
+def test_resume_refuses_settings_the_checkpoint_was_not_made_with(tiny_folder, tmp_path, fast_overrides):
+    over = {**fast_overrides, "data": str(tiny_folder), "out": str(tmp_path / "run"), "scheduler": "step", "epochs": 1}
+    train(load_config(None, over))
+    for changes, says in [
+        ({"model": "resnet18", "image_size": 64}, r"cannot change model \('scratch_cnn' -> 'resnet18'\), image_size"),
+        ({"lr": 0.5}, r"cannot change lr"),
+        ({"out": str(tmp_path / "elsewhere")}, r"cannot change out"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            train(resume=tmp_path / "run", overrides={"epochs": 2, **changes})
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1  # refused before any epoch
+    free = {"epochs": 2, "num_workers": 0, "progress": False, "out": over["out"]}  # how it runs, not what it trains
+    res = train(resume=tmp_path / "run", overrides=free)
+    assert res.summary["epochs_run"] == 2 and res.summary["backbone"] == fast_overrides["model"]

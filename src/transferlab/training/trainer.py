@@ -240,6 +240,32 @@ def _open_new(cfg: TrainConfig, overwrite: bool) -> _Session:
     return _Session(cfg, run, index, notes + recipe_notes, None, model)
 
 
+# settings a resumed run may change: where and how it runs, how it reports, and how long it trains
+RESUME_FREE = frozenset(
+    {"epochs", "patience", "device", "amp", "channels_last", "compile", "num_workers", "image_cache_mb"}
+    | {"feature_cache", "cache_dir", "progress", "tensorboard", "mlflow", "out"}
+)
+
+
+def _refuse_changes(saved: TrainConfig, cfg: TrainConfig, folder: Path, overrides: dict | None) -> None:
+    """A :class:`ConfigError` naming every setting that ``overrides`` change from the run's own,
+    other than those in :data:`RESUME_FREE`: the checkpoint was made with the saved ones, so a run
+    resumed with another model, size or learning rate would describe itself wrongly."""
+    changed = [
+        f"{f.name} ({getattr(saved, f.name)!r} -> {getattr(cfg, f.name)!r})"
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in RESUME_FREE and getattr(saved, f.name) != getattr(cfg, f.name)
+    ]
+    out = (overrides or {}).get("out")
+    if out is not None and Path(out).resolve() != folder.resolve():
+        changed.append(f"out ('{folder}' -> '{out}')")
+    if changed:
+        raise ConfigError(
+            f"cannot change {', '.join(changed)} when resuming '{folder}': it was trained with its saved "
+            "settings; drop those flags, or start a new run with them"
+        )
+
+
 def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
     run = RunFolder(folder)
     distributed.on_main(run.clean_temporaries)
@@ -250,6 +276,7 @@ def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
                 "`transferlab train DATA --out RUN`"
             )
         cfg = dataclasses.replace(run.read_config(overrides), out=str(run.path))
+        _refuse_changes(dataclasses.replace(run.read_config(None), out=str(run.path)), cfg, run.path, overrides)
         index = run.read_split() if run.split.is_file() else distributed.on_main(prepare_data, cfg)[0]
         seed_everything(cfg.seed)
         return _Session(
@@ -263,6 +290,7 @@ def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
     last = load_checkpoint(run.last)
     saved = TrainConfig(**last["config"])
     cfg = dataclasses.replace(load_config(None, overrides or {}, base=saved), out=str(run.path))
+    _refuse_changes(dataclasses.replace(saved, out=str(run.path)), cfg, run.path, overrides)
     if cfg.epochs != saved.epochs and cfg.scheduler in ("onecycle", "cosine"):
         raise ConfigError(
             f"cannot change epochs from {saved.epochs} to {cfg.epochs} on resume with the "
