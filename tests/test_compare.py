@@ -102,6 +102,9 @@ def test_interrupted_compare_reuses_the_finished_run(tmp_path, monkeypatch):
     assert calls == ["efficientnet_lite0"]  # only the unfinished run trained again
     assert [r["reused"] for r in result["runs"]] == [True, False]
     assert ((first / "best.pt").stat().st_mtime_ns, (first / "summary.json").stat().st_mtime_ns) == stamp
+    with pytest.raises(ConfigError, match=r"holds a run trained with epochs=\d+ \(asked: 7\)"):
+        compare(data, out, overrides={**FAST, "epochs": 7}, models=["efficientnet_lite0"], modes=["features"])
+    assert ((first / "best.pt").stat().st_mtime_ns, (first / "summary.json").stat().st_mtime_ns) == stamp
 
 
 def test_compare_refuses_per_run_settings_in_overrides(tmp_path):

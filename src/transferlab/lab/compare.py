@@ -103,6 +103,19 @@ def train_once(run: Path, settings: dict, label: str) -> str:
         saved = folder.read_config()
         if (saved.model, saved.mode) != (model, mode):
             raise ConfigError(f"{run} holds a {saved.model}/{saved.mode} run, not {model}/{mode}; choose another --out")
+        # a reused run must have been trained as asked, or the report would credit it with these flags
+        # (data and out name the same split and folder; "auto" values were resolved when it trained)
+        asked = load_config(None, {**settings, "out": str(run)})
+        differ = [
+            f"{k}={getattr(saved, k)!r} (asked: {getattr(asked, k)!r})"
+            for k in settings
+            if k not in ("data", "out") and settings[k] != "auto" and getattr(saved, k) != getattr(asked, k)
+        ]
+        if differ:
+            raise ConfigError(
+                f"{run} holds a run trained with {', '.join(differ)}; rerun with its flags to reuse it, "
+                "or choose another --out"
+            )
     if folder.finished():
         _log(f"{label}: finished earlier, reused ({run})")
         return "reused"
