@@ -275,8 +275,9 @@ def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
                 f"'{run.path}' is not a run folder (no config.yaml, no last.pt); start a run with "
                 "`transferlab train DATA --out RUN`"
             )
-        cfg = dataclasses.replace(run.read_config(overrides), out=str(run.path))
-        _refuse_changes(dataclasses.replace(run.read_config(None), out=str(run.path)), cfg, run.path, overrides)
+        saved = run.read_config()
+        cfg = dataclasses.replace(load_config(None, overrides or {}, base=saved), out=str(run.path))
+        _refuse_changes(saved, cfg, run.path, overrides)
         index = run.read_split() if run.split.is_file() else distributed.on_main(prepare_data, cfg)[0]
         seed_everything(cfg.seed)
         return _Session(
@@ -290,7 +291,7 @@ def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
     last = load_checkpoint(run.last)
     saved = TrainConfig(**last["config"])
     cfg = dataclasses.replace(load_config(None, overrides or {}, base=saved), out=str(run.path))
-    _refuse_changes(dataclasses.replace(saved, out=str(run.path)), cfg, run.path, overrides)
+    _refuse_changes(saved, cfg, run.path, overrides)  # out is free: a different --out is checked by path
     if cfg.epochs != saved.epochs and cfg.scheduler in ("onecycle", "cosine"):
         raise ConfigError(
             f"cannot change epochs from {saved.epochs} to {cfg.epochs} on resume with the "
