@@ -86,6 +86,11 @@ class DataIndex:
             out[split] = {name: c.get(i, 0) for i, name in enumerate(self.classes)}
         return out
 
+    def classes_without(self, split: str) -> list[str]:
+        """The classes with no images in ``split`` (all of them when there is no such split)."""
+        counts = self.counts().get(split, {})
+        return [c for c in self.classes if not counts.get(c)]
+
     def all_samples(self) -> list[Sample]:
         return [s for split in SPLITS for s in self.splits.get(split, [])]
 

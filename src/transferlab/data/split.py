@@ -182,13 +182,12 @@ def _no_test_note(index: DataIndex, spec: SplitSpec) -> list[str]:
         return []
     counts = index.counts()
     out = []
-    for c in index.classes:
-        if counts.get("test", {}).get(c, 0) == 0:
-            train, val = counts.get("train", {}).get(c, 0), counts.get("val", {}).get(c, 0)
-            out.append(
-                f"class '{c}' has no test images: all {train + val} went to train ({train}) and val ({val}), "
-                "so test figures will lack it; ask for fewer with --train-per-class / --val-per-class"
-            )
+    for c in index.classes_without("test"):
+        train, val = counts.get("train", {}).get(c, 0), counts.get("val", {}).get(c, 0)
+        out.append(
+            f"class '{c}' has no test images: all {train + val} went to train ({train}) and val ({val}), "
+            "so test figures will lack it; ask for fewer with --train-per-class / --val-per-class"
+        )
     return out
 
 

@@ -115,7 +115,7 @@ def crosseval(
                 "same class folder names in every data set (rename the folders)"
             )
         classes = index.classes
-        bare = [c for c, n in index.counts().get("test", {}).items() if n == 0] if "test" in index.splits else classes
+        bare = index.classes_without("test")
         if bare:
             raise DataError(
                 f"'{d}' has no test images of {bare} (its split: {out / name / 'split.csv'}); every data set "
