@@ -18,7 +18,7 @@ from ..data.index import DataError, load_index
 from ..data.loading import ImageDataset
 from ..data.preprocess import Preprocess
 from ..data.transforms import AugmentSpec, denormalize, eval_transform, train_transform
-from ..files import check_writable
+from ..files import check_writable_file
 from ..models.registry import get_spec
 from ..reports.plots import figure_path, plot_augment_preview
 from ..training.recipe import resolve
@@ -80,6 +80,6 @@ def augment_preview(
     """Write the :func:`preview_rows` grid to ``out`` (a folder gets ``augment_preview.png``, a
     name without a suffix ``.png``); returns the file and the preset used."""
     out = figure_path(out, "augment_preview.png")
-    check_writable(out.parent)  # before the images are read
+    check_writable_file(out)  # before the images are read
     rows, preset, title = preview_rows(data, n, views, overrides)
     return plot_augment_preview(rows, out, title), preset
