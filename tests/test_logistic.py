@@ -49,6 +49,30 @@ def test_two_class_logits_reproduce_sklearn_probabilities():
     assert np.abs(ours - ref).max() < 5e-3  # solver tolerance; a wrong mapping is off by ~1
 
 
+@pytest.mark.parametrize("classes,invariance", [(2, 0.0), (2, 0.5), (3, 0.0)])
+def test_more_columns_than_rows_fit_in_the_rows_span_to_the_same_head(monkeypatch, classes, invariance):
+    import transferlab.training.logistic as L
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % classes
+    feats = torch.randn(40, 2, 300, generator=g) * 2 + 5  # 80 rows, 300 columns
+    feats[..., :3] += torch.nn.functional.one_hot(labels, 3).float().unsqueeze(1) * 2
+    blocks = (100, 150, 50)
+    rows, plain = _model(300, classes), _model(300, classes)
+    fit = fit_logistic(rows, feats, labels, blocks=blocks, invariance=invariance)
+    coords = L._row_basis(np.random.default_rng(0).standard_normal((80, 300)))
+    assert coords is not None and coords[0].shape == (80, 80)
+    monkeypatch.setattr(L, "_row_basis", lambda z: None)  # the fit on every column, as before
+    ref = fit_logistic(plain, feats, labels, blocks=blocks, invariance=invariance)
+    assert fit.C == ref.C and fit.cv_log_loss.keys() == ref.cv_log_loss.keys()
+    # to the solver's tolerance: at the weakest strengths L-BFGS stops short on either side
+    assert max(abs(fit.cv_log_loss[c] - ref.cv_log_loss[c]) for c in fit.cv_log_loss if float(c) <= 0.1) < 2e-4
+    x = torch.randn(30, 300, generator=g) * 2 + 5  # rows it never saw: the weights, not only the fit
+    p, q = rows.forward_head(x).softmax(1), plain.forward_head(x).softmax(1)
+    assert (p - q).abs().max() < 5e-3
+    assert abs(fit.train_log_loss - ref.train_log_loss) < 1e-3
+
+
 def test_three_classes():
     feats = torch.randn(90, 2, 20, generator=torch.Generator().manual_seed(0)) * 3 + 10
     labels = torch.arange(90) % 3

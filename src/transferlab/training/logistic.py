@@ -24,6 +24,12 @@ regularisation; ``lam`` is ``invariance`` times ``D / trace(Sigma)``, so 1 adds 
 much again to the prior). It is fitted as a plain L2 logistic regression on the columns times
 ``(I + lam * Sigma)^(-1/2)`` and the coefficients mapped back, so the head stays one weight per
 column. ``Sigma`` uses no label; the cross-validation folds see the same transformed columns.
+
+With more columns than rows (stage features of several views: 25,152 columns for 3,000 rows), the
+fit runs on the rows' coordinates in an orthonormal basis of their span instead: an L2 penalty is
+unchanged by a rotation, and a weight outside the rows' span scores no row but costs penalty, so
+the optimum, and every fold's, lies in it (the representer theorem). Same head, to the solver's
+tolerance, at the rows' count of columns instead of the features'.
 """
 
 from __future__ import annotations
@@ -91,6 +97,21 @@ def _whiten(z: np.ndarray, vt: np.ndarray, f: np.ndarray) -> np.ndarray:
     return z
 
 
+def _row_basis(z: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """For ``z (n, D)`` with ``D > n``: the rows' coordinates ``(n, r)`` in an orthonormal basis
+    of their span, and ``m (n, r)`` with ``basis = m.T @ z``, so a weight ``beta`` on the
+    coordinates is ``(beta @ m.T) @ z`` on the columns. ``None`` where ``D <= n``. From the rows'
+    Gram matrix; directions with eigenvalues below ``1e-10`` of the largest (numerically not in the
+    span) are dropped."""
+    n, d = z.shape
+    if d <= n:
+        return None
+    lam, u = np.linalg.eigh(z @ z.T)
+    keep = lam > max(float(lam[-1]), 1e-300) * 1e-10
+    root = np.sqrt(lam[keep])
+    return u[:, keep] * root, u[:, keep] / root
+
+
 def _folds(labels: np.ndarray, groups: np.ndarray, seed: int):
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -146,6 +167,9 @@ def fit_logistic(
     if missing:
         raise ValueError(f"no training images of class index {missing}: the logistic head needs every class")
     folds, k = _folds(y, row_units, seed)
+    rows = _row_basis(z)
+    if rows is not None:
+        z, back = rows[0], (rows[1], z)  # fit on the coordinates; the columns' weights are mapped back
     weight = "balanced" if balanced else None
     # one BLAS thread: L-BFGS on a few thousand rows makes matrix-vector products too small to
     # share, and OpenBLAS's threads made the fit 3-4x slower on two cores (same result)
@@ -161,7 +185,8 @@ def fit_logistic(
             c = float(np.ravel(clf.C_)[0])
             scores = np.mean(list(clf.scores_.values()), axis=0)  # (folds, Cs)
             curve = {f"{cv:.3g}": float(-m) for cv, m in zip(clf.Cs_, scores.mean(0))}
-    coef = clf.coef_ if basis is None else _whiten(clf.coef_.copy(), *basis)  # back to the plain columns
+    coef = clf.coef_ if rows is None else (clf.coef_ @ back[0].T) @ back[1]
+    coef = coef if basis is None else _whiten(coef.copy(), *basis)  # back to the plain columns
     w = torch.from_numpy(coef).float()
     b = torch.from_numpy(clf.intercept_).float()
     if num_classes == 2:  # sklearn's one score z for class 1: logits (-z/2, z/2) give softmax = sigmoid(z)
