@@ -19,8 +19,14 @@ other face sets' usual test splits.
 
     .venv/bin/pip install --no-deps facenet-pytorch==2.6.0   # not a product dependency: it pins torch < 2.3
     .venv/bin/python benchmarks/probe_parts.py
+    .venv/bin/python benchmarks/probe_parts.py --fixed
 
 Writes benchmarks/results/probe_parts.json (landmarks and features are kept beside it).
+``--fixed`` asks whether the landmarks are needed: every image of a data set is cut at the same
+place, its data set's median landmarks (as fractions of the image's width and height), and the
+results go to probe_parts_fixed.json. ``--template`` cuts every image of every data set at the
+template's own points (the image resized to 448 px, no landmarks and nothing taken from the
+data): probe_parts_template.json.
 """
 
 from __future__ import annotations
@@ -62,6 +68,11 @@ PART = 126  # about 0.9 of the eyes' distance
 WEIGHTS = (0.5, 1.0)
 LANDMARKS = RESULTS / "probe_parts_landmarks.npz"
 FEATURES = RESULTS / "probe_parts_features.npz"
+TEMPLATE_ONLY = "--template" in sys.argv
+FIXED = "--fixed" in sys.argv or TEMPLATE_ONLY
+MODE = "template" if TEMPLATE_ONLY else "fixed" if FIXED else ""
+if FIXED:
+    FEATURES = RESULTS / f"probe_parts_{MODE}_features.npz"
 
 
 def _load(path: Path) -> dict:
@@ -81,6 +92,17 @@ def landmarks(paths: list[str]) -> dict[str, np.ndarray | None]:
             done[p] = None if boxes is None else np.asarray(points[0], float)
         np.savez(LANDMARKS, d=np.array(done, dtype=object))
     return {p: done[p] for p in paths}
+
+
+def fixed(points: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
+    """Every image's landmarks replaced by its data set's median, scaled to the image's size."""
+    sizes = {p: np.array(Image.open(p).size, float) for p in points}
+    by_set: dict[str, list[np.ndarray]] = {}
+    for p, v in points.items():
+        if v is not None:
+            by_set.setdefault(Path(p).parents[1].name, []).append(v / sizes[p])
+    median = {k: TEMPLATE / SIZE if TEMPLATE_ONLY else np.median(np.stack(v), 0) for k, v in by_set.items()}
+    return {p: median[Path(p).parents[1].name] * sizes[p] for p in points}
 
 
 def aligned(path: str, points: np.ndarray | None) -> np.ndarray:
@@ -135,6 +157,8 @@ def main() -> None:
     indexes = {run: load_index(Path(run) / "split.csv", verify=False) for runs in SETS.values() for run in runs}
     paths = sorted({s.path for ix in indexes.values() for s in ix.all_samples()})
     points = landmarks(paths)
+    if FIXED:
+        points = fixed(points)
     print(f"{len(paths)} images, no face found in {sum(v is None for v in points.values())}: {time.time() - t0:.0f} s")
     feats = features(paths, points)
     tables = {p: file_traits(p).get("jpeg_tables") for p in paths}
@@ -195,7 +219,7 @@ def main() -> None:
     for pair, row in out["cross"].items():
         print(f"{pair}: " + " / ".join(f"{row[k]:.3f}" for k in kinds))
     out["seconds"] = time.time() - t0
-    print(f"{out['seconds']:.0f} s; wrote {save('probe_parts', out)}")
+    print(f"{out['seconds']:.0f} s; wrote {save('probe_parts_' + MODE if MODE else 'probe_parts', out)}")
 
 
 if __name__ == "__main__":
