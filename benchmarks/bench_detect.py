@@ -66,6 +66,11 @@ CONFIGS = {
         "JPEG on every augmented view, blur up to sigma 1, threshold fitted on perturbed validation copies too)",
         [],
     ),
+    "parts_face": (
+        "the default with a face crop's eyes, nose and mouth cut at fixed places (--parts face)",
+        ["--parts", "face"],
+    ),
+    "parts_none": ("the default without the face's parts (--parts none)", ["--parts", "none"]),
     "default_noise04": (
         "the default with noise on two augmented views in five (--noise-prob 0.4)",
         ["--noise-prob", "0.4"],

@@ -140,6 +140,32 @@ def test_a_centre_fraction_is_cut_from_the_middle_and_resized_to_the_view():
             ZoomBody(body, 2, centre=bad)
 
 
+def test_face_parts_are_cut_at_fixed_places_at_the_inputs_own_pixels():
+    torch.manual_seed(0)
+    model = create_model("scratch_cnn", 2, pretrained=False, features="stages", zoom=2, parts="face").eval()
+    plain = create_model("scratch_cnn", 2, pretrained=False, features="stages", zoom=2).eval()
+    plain.body.load_state_dict(model.body.state_dict())
+    assert model.parts == "face" and model.feature_blocks == plain.feature_blocks * 3  # 2 views + 4 parts
+    x = torch.randn(2, 3, 128, 128)
+    parts = model.body.part_views(x)  # squares of 36 px (128 * 0.28125), centred on the template's points
+    assert parts.shape == (8, 3, 36, 36)
+    assert torch.equal(parts[:2], x[..., 41:77, 26:62])  # left eye: centre (43.8, 59.1)
+    assert torch.equal(parts[2:4], x[..., 41:77, 66:102].flip(-1))  # right eye, mirrored
+    assert torch.equal(parts[4:6], x[..., 64:100, 46:82])  # nose
+    assert torch.equal(parts[6:], x[..., 87:123, 46:82])  # mouth: its centre (64.2, 105.5) less 18 px
+    with torch.no_grad():
+        each = plain.body.body(parts).unflatten(0, (4, 2)).transpose(0, 1).flatten(1)
+        assert torch.allclose(model.body(x), torch.cat([plain.body(x), each], 1), atol=1e-5)
+        assert torch.allclose(model.body.forward_with_cam(x)[0], model.body(x), atol=1e-5)
+    odd = model.body.part_views(torch.randn(1, 3, 40, 90))  # not square: the short side sizes the parts
+    assert odd.shape == (4, 3, 11, 11)
+    with pytest.raises(ValueError, match="use zoom 2"):
+        create_model("scratch_cnn", 2, pretrained=False, features="stages", parts="face")
+    with pytest.raises(ValueError, match="parts must be one of face"):
+        ZoomBody(plain.body.body, 2, parts="hands")
+    assert create_model("scratch_cnn", 2, pretrained=False, features="stages", zoom=2, parts="none").parts is None
+
+
 def test_zoom_is_a_stage_feature_setting_and_scales_the_input():
     from transferlab.config import ConfigError, TrainConfig
 
@@ -151,5 +177,9 @@ def test_zoom_is_a_stage_feature_setting_and_scales_the_input():
         TrainConfig(data="d", zoom=1, centre=0.6).validate()
     with pytest.raises(ConfigError, match=r"in \(0, 1\): got 1.2"):
         TrainConfig(data="d", centre=1.2).validate()
+    with pytest.raises(ConfigError, match="parts=face cuts .* add --zoom 2"):
+        TrainConfig(data="d", zoom=1, parts="face").validate()
+    with pytest.raises(ConfigError, match="parts must be face or none, got 'eyes'"):
+        TrainConfig(data="d", parts="eyes").validate()
     spec = get_spec("efficientnet_lite0")
     assert spec.preprocess(zoom=2).input_size == 448 and spec.preprocess(112, zoom=2).input_size == 224

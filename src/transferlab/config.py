@@ -110,6 +110,7 @@ class TrainConfig:
     image_size: int | None = None  # None: the backbone's own input size
     zoom: int | None = None  # stages: the centre 1/N too, N times larger (input N x image size); None: recipe
     centre: float | None = None  # zoom: the centre view's side, a fraction of the image's (None: 1/zoom)
+    parts: str | None = None  # zoom: face (a face crop's eyes, nose and mouth too) | none; None: recipe
     val_fraction: float = 0.2  # carved from train (stratified, seeded) when data has no val split
     num_workers: int = -1  # -1: chosen for this machine
     image_cache_mb: int = 2048  # memory budget for decoded images (0 = stream) and for features (beyond: on disk)
@@ -172,6 +173,10 @@ class TrainConfig:
             )
         if self.centre is not None and self.zoom == 1:
             raise ConfigError(f"centre={self.centre} sizes the centre view that zoom adds: add --zoom 2")
+        if self.parts not in (None, "none", "face"):
+            raise ConfigError(f"parts must be face or none, got {self.parts!r}")
+        if self.parts == "face" and self.zoom == 1:
+            raise ConfigError("parts=face cuts the face's parts from zoom's larger input: add --zoom 2")
         if self.head == "logistic" and not get_mode(self.mode).head_on_features:
             raise ConfigError(
                 f"head=logistic is fitted on cached frozen features: use it with --mode features or lpft, "

@@ -124,6 +124,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
         input=cfg.get("input", "image"),  # written before the input choice existed: the image
         zoom=cfg.get("zoom") or 1,  # written before zoom existed: one view
         centre=cfg.get("centre"),  # written before the centre's fraction existed: 1 / zoom
+        parts=cfg.get("parts"),  # written before parts existed: none
     )
     state = dict(ckpt["model"])
     for key, value in model.feature_norm.state_dict().items():

@@ -19,7 +19,19 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["StageFeatures", "EnsembleBody", "ZoomBody", "Standardize", "pool_stats", "feature_blocks"]
+__all__ = ["StageFeatures", "EnsembleBody", "ZoomBody", "Standardize", "pool_stats", "feature_blocks", "PARTS"]
+
+# Where a face crop's parts sit: ArcFace's five-point alignment template (Deng et al., CVPR 2019;
+# 112 px, the mouth's corners averaged) as fractions of the image's side, each part's square a
+# fraction of the side (0.9 of the eyes' distance), and whether it is mirrored (the right eye,
+# so that both eyes face the same way). Fixed places, found by no landmark detector: measured
+# against landmarks in BENCHMARKS.md ("Probe: face parts found by landmarks").
+PARTS = {
+    "face": {
+        "side": 0.28125,
+        "centres": ((0.3419, 0.4616, False), (0.6565, 0.4598, True), (0.5002, 0.6405, False), (0.5012, 0.8240, False)),
+    }
+}
 
 
 def pool_stats(maps: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -109,10 +121,18 @@ class ZoomBody(nn.Module):
     Face crops put what a face swap or a Photoshop edit changes (eyes, nose, mouth, the blend
     around them) in the middle of the image; the centre view shows it the backbone at ``zoom``
     times the scale of the whole view, which keeps the context. Grad-CAM explains the whole view.
+
+    ``parts``: a key of :data:`PARTS` (``"face"``), or ``None``. Its squares (the eyes, the nose,
+    the mouth of a face crop) are cut at the input's own pixels, each its side times the input's,
+    and run through ``body`` as one more batch; their features follow the two views', ``(B, (2 +
+    P) * D)``.
     """
 
-    def __init__(self, body: nn.Module, zoom: int, centre: float | None = None):
+    def __init__(self, body: nn.Module, zoom: int, centre: float | None = None, parts: str | None = None):
         super().__init__()
+        if parts is not None and parts not in PARTS:
+            raise ValueError(f"parts must be one of {', '.join(PARTS)} or None, got {parts!r}")
+        self.parts = parts
         if zoom < 2:
             raise ValueError(f"zoom must be 2 or more, got {zoom}")
         if centre is not None and not 0.0 < centre < 1.0:
@@ -136,18 +156,40 @@ class ZoomBody(nn.Module):
             centre = nn.functional.interpolate(centre, size=(h, w), mode="bilinear", align_corners=False)
         return torch.cat([whole, centre])
 
+    @property
+    def n_views(self) -> int:
+        """How many views' features the output concatenates: the whole, the centre, each part."""
+        return 2 + (len(PARTS[self.parts]["centres"]) if self.parts else 0)
+
+    def part_views(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> ``(P * B, 3, s, s)``: each part's square for every image, part by part."""
+        spec, (H, W) = PARTS[self.parts], x.shape[-2:]
+        side = max(1, min(H, W, round(min(H, W) * spec["side"])))
+        out = []
+        for cx, cy, mirror in spec["centres"]:
+            top = min(max(round(cy * H - side / 2), 0), H - side)
+            left = min(max(round(cx * W - side / 2), 0), W - side)
+            crop = x[..., top : top + side, left : left + side]
+            out.append(crop.flip(-1) if mirror else crop)
+        return torch.cat(out)
+
     @staticmethod
-    def _joined(feats: torch.Tensor) -> torch.Tensor:
-        """``(2B, D)``, the whole views then the centres -> ``(B, 2D)``."""
-        return feats.unflatten(0, (2, -1)).transpose(0, 1).flatten(1)
+    def _joined(feats: torch.Tensor, views: int) -> torch.Tensor:
+        """``(V * B, D)``, view by view -> ``(B, V * D)``."""
+        return feats.unflatten(0, (views, -1)).transpose(0, 1).flatten(1)
+
+    def _with_parts(self, feats: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.parts is None:
+            return feats
+        return torch.cat([feats, self._joined(self.body(self.part_views(x)), self.n_views - 2)], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._joined(self.body(self.views(x)))
+        return self._with_parts(self._joined(self.body(self.views(x)), 2), x)
 
     def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         whole, centre = self.views(x).unflatten(0, (2, -1))
         feats, cam = self.body.forward_with_cam(whole)  # the map Grad-CAM differentiates must feed the logits
-        return torch.cat([feats, self.body(centre)], 1), cam
+        return self._with_parts(torch.cat([feats, self.body(centre)], 1), x), cam
 
 
 @torch.no_grad()
@@ -157,7 +199,7 @@ def feature_blocks(body: nn.Module, size: int) -> tuple[int, ...]:
     stages is one block (its feature width). Measured with one ``size`` px forward pass in eval
     mode; the body's mode is restored."""
     if isinstance(body, ZoomBody):
-        return feature_blocks(body.body, size // body.zoom) * 2
+        return feature_blocks(body.body, size // body.zoom) * body.n_views
     if isinstance(body, EnsembleBody):
         return tuple(w for m in body.members for w in feature_blocks(m, size))
     was = body.training

@@ -58,6 +58,8 @@ class TransferModel(nn.Module):
     ``zoom`` > 1 (stage features only): the body also looks at the image's centre magnified
     (:class:`~transferlab.models.stages.ZoomBody`); inputs are then ``zoom`` times the backbone's size.
     ``centre``: that view's side as a fraction of the image's (``None``: ``1 / zoom``).
+    ``parts`` (with ``zoom``): ``"face"`` adds the features of a face crop's eyes, nose and
+    mouth, cut at fixed places at the input's own pixels (:data:`~transferlab.models.stages.PARTS`).
     With ``frozen_body`` the body runs without gradients and stays in eval mode, so its
     batch-norm statistics do not drift (feature-extraction mode).
     """
@@ -72,6 +74,7 @@ class TransferModel(nn.Module):
         input: str = "image",
         zoom: int = 1,
         centre: float | None = None,
+        parts: str | None = None,
     ):
         super().__init__()
         from .stages import EnsembleBody, StageFeatures, Standardize, ZoomBody, feature_blocks
@@ -81,6 +84,7 @@ class TransferModel(nn.Module):
         self.input, self.input_layer = input, make_input(input, spec.mean, spec.std)
         # None for one view, and for 1 / zoom (the same views as no fraction: one cache key, one record)
         self.zoom, self.centre = zoom, (centre if zoom > 1 and centre not in (None, 1 / zoom) else None)
+        self.parts = parts if zoom > 1 and parts != "none" else None
         self.cam_layer = spec.cam_layer  # for an ensemble: members.0.<first member's cam layer>
         if isinstance(body, EnsembleBody):
             self.aux_head = None
@@ -99,7 +103,7 @@ class TransferModel(nn.Module):
             if features == "stages":
                 body = StageFeatures(body, spec.stages)
         if zoom > 1:
-            body = ZoomBody(body, zoom, self.centre)  # 1 / zoom cut exactly, whatever the input's size
+            body = ZoomBody(body, zoom, self.centre, self.parts)  # 1 / zoom cut exactly, whatever the input's size
         self.body = body
         # the widths of the feature blocks, in column order: one per stage of each view and member
         # (stage features), or one for the whole vector; measured with one small forward pass
@@ -234,6 +238,7 @@ def create_model(
     input: str = "image",
     zoom: int = 1,
     centre: float | None = None,
+    parts: str | None = None,
 ) -> TransferModel:
     """Build backbone ``name`` with a new ``num_classes`` head.
 
@@ -244,7 +249,8 @@ def create_model(
     backbones with ``+`` (an ensemble: their features are concatenated). ``input``: ``image``, or
     ``residual`` (the body sees the image's neighbouring-pixel residual). ``zoom`` > 1 (with
     ``features="stages"``): the whole image and its centre magnified, features concatenated;
-    ``centre`` is that view's side as a fraction of the image's (``None``: ``1 / zoom``).
+    ``centre`` is that view's side as a fraction of the image's (``None``: ``1 / zoom``), and
+    ``parts="face"`` adds a face crop's eyes, nose and mouth (``None`` or ``"none"``: no parts).
     """
     if features not in FEATURES:
         raise ValueError(f"features='{features}' is not one of {', '.join(FEATURES)}")
@@ -252,6 +258,8 @@ def create_model(
         raise ValueError(f"input='{input}' is not one of {', '.join(INPUTS)}")
     if zoom < 1 or (zoom > 1 and features != "stages"):
         raise ValueError(f"zoom={zoom}: 1, or 2 or more with features='stages'")
+    if parts not in (None, "none") and zoom < 2:
+        raise ValueError(f"parts={parts!r} are cut from zoom's larger input: use zoom 2 or more")
     spec = get_spec(name)
     if "+" in name:
         from .stages import EnsembleBody
@@ -264,7 +272,7 @@ def create_model(
             create_model(m, num_classes, pretrained, None, 0.0, download_timeout, features).body
             for m in name.split("+")
         ]
-        return TransferModel(spec, EnsembleBody(members), num_classes, dropout, features, input, zoom, centre)
+        return TransferModel(spec, EnsembleBody(members), num_classes, dropout, features, input, zoom, centre, parts)
     net = spec.build()
     if weights_path is not None:
         W.load_local(net, weights_path, name)
@@ -275,4 +283,4 @@ def create_model(
             spec.weights.load_into(net, name)
         finally:
             socket.setdefaulttimeout(old)
-    return TransferModel(spec, net, num_classes, dropout, features, input, zoom, centre)
+    return TransferModel(spec, net, num_classes, dropout, features, input, zoom, centre, parts)

@@ -203,6 +203,7 @@ def cache_key(model: TransferModel, cfg: TrainConfig, pre: Preprocess, views: in
         "input": model.input,
         "zoom": model.zoom,
         **({"centre": model.centre} if model.centre is not None else {}),  # keys made before it stay valid
+        **({"parts": model.parts} if model.parts is not None else {}),
         "weights": f"{fp.sum().item():.10e}:{fp.norm().item():.10e}",
         "preprocess": pre.to_dict(),
         "views": views,

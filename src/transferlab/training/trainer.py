@@ -98,6 +98,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
         input=cfg.input,
         zoom=cfg.zoom or 1,
         centre=cfg.centre,
+        parts=cfg.parts,
     )
     return apply_mode(model, cfg)
 
@@ -758,6 +759,7 @@ def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
         "input": model.input,
         "zoom": model.zoom,
         "centre": model.centre,
+        "parts": model.parts,
         "head": cfg.head,
         "recipe": cfg.recipe,
         **writer.extra,
