@@ -70,7 +70,6 @@ CONFIGS = {
         "the default with a face crop's eyes, nose and mouth cut at fixed places (--parts face)",
         ["--parts", "face"],
     ),
-    "parts_none": ("the default without the face's parts (--parts none)", ["--parts", "none"]),
     "default_noise04": (
         "the default with noise on two augmented views in five (--noise-prob 0.4)",
         ["--noise-prob", "0.4"],

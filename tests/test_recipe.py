@@ -18,6 +18,7 @@ def test_real_fake_data_gets_the_detect_recipe():
         "robust",
     )
     assert cfg.zoom == 2  # the whole image and its centre magnified (BENCHMARKS.md, "zoom")
+    assert cfg.parts == "none"  # an option (BENCHMARKS.md, "Face parts at fixed places")
     assert any("detect recipe: features stages, head logistic, zoom 2" in n for n in notes)
 
 
@@ -52,6 +53,8 @@ def test_explicit_settings_win():
     assert (cfg.recipe, cfg.features, cfg.head, cfg.image_size, cfg.augment) == ("detect", "last", "sgd", 224, "light")
     assert cfg.zoom == 1  # no stage features, no zoom
     assert resolve(load_config(None, {"zoom": 1}), ["fake", "real"])[0].zoom == 1
+    cfg, notes = resolve(load_config(None, {"parts": "face"}), ["fake", "real"])
+    assert (cfg.zoom, cfg.parts) == (2, "face") and any("zoom 2" in n for n in notes)
     cfg, _ = resolve(load_config(None, {"recipe": "detect"}), ["ants", "bees"])
     assert (cfg.features, cfg.head, cfg.image_size) == ("stages", "logistic", None)
 

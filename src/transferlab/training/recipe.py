@@ -34,7 +34,6 @@ from ..modes import get_mode
 __all__ = ["resolve", "THRESHOLD_PERTURB"]
 
 # the perturbed validation copies each recipe fits the two-class threshold on, beside the clean ones
-DETECT_PARTS = False  # the detect recipe adds the face's parts to zoom's views
 THRESHOLD_PERTURB = {"classic": "none", "detect": "jpeg:75,blur:1,noise:0.02"}
 
 
@@ -72,14 +71,12 @@ def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str
         changes["head"] = "logistic" if features == "stages" and mode.head_on_features else "sgd"
     if cfg.zoom is None:  # frozen features only: fine-tuning through two views was not measured
         changes["zoom"] = 2 if detect and features == "stages" and mode.frozen_body else 1
-    if cfg.parts is None:
-        changes["parts"] = "face" if DETECT_PARTS and detect and changes.get("zoom", cfg.zoom) > 1 else "none"
+    if cfg.parts is None:  # an option: +2.6 on ciplab, -1.5 on face swaps and worse across sources
+        changes["parts"] = "none"  # (BENCHMARKS.md, "Face parts at fixed places")
     # Frozen stage features at the backbone's own size. Twice the size (--image-size 448) was measured
     # too (BENCHMARKS.md, "Detection recipes"): +2 ROC-AUC points on face swaps, but -4 on ciplab,
     # a 7.7-point accuracy loss there under JPEG 75 (none at 224), and 3-4x the time.
     shown = [f"{k} {changes[k]}" for k in ("features", "head", "zoom") if k in changes]
-    if changes.get("parts", "none") != "none":
-        shown.append(f"parts {changes['parts']}")
     if changes.get("augment", cfg.augment) in ("robust", "strong"):
         shown += [f"{k} {changes[k]:g}" for k in DEGRADE_VIEWS["detect"] if k in changes]
     if len(classes) == 2 and changes.get("threshold_perturb", "none") != "none":
