@@ -177,8 +177,10 @@ def test_zoom_is_a_stage_feature_setting_and_scales_the_input():
         TrainConfig(data="d", zoom=1, centre=0.6).validate()
     with pytest.raises(ConfigError, match=r"in \(0, 1\): got 1.2"):
         TrainConfig(data="d", centre=1.2).validate()
-    with pytest.raises(ConfigError, match="parts=face cuts .* add --zoom 2"):
+    with pytest.raises(ConfigError, match="parts=face cuts .* add --zoom 2$"):
         TrainConfig(data="d", zoom=1, parts="face").validate()
+    with pytest.raises(ConfigError, match="add --zoom 2 --features stages$"):  # the classic recipe's features
+        TrainConfig(data="d", zoom=1, features="last", parts="face").validate()
     with pytest.raises(ConfigError, match="parts must be face or none, got 'eyes'"):
         TrainConfig(data="d", parts="eyes").validate()
     spec = get_spec("efficientnet_lite0")

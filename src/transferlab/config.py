@@ -176,7 +176,8 @@ class TrainConfig:
         if self.parts not in (None, "none", "face"):
             raise ConfigError(f"parts must be face or none, got {self.parts!r}")
         if self.parts == "face" and self.zoom == 1:
-            raise ConfigError("parts=face cuts the face's parts from zoom's larger input: add --zoom 2")
+            also = " --features stages" if self.features == "last" else ""  # zoom's own condition, named at once
+            raise ConfigError(f"parts=face cuts the face's parts from zoom's larger input: add --zoom 2{also}")
         if self.head == "logistic" and not get_mode(self.mode).head_on_features:
             raise ConfigError(
                 f"head=logistic is fitted on cached frozen features: use it with --mode features or lpft, "
