@@ -248,10 +248,13 @@ RESUME_FREE = frozenset(
 )
 
 
-def _refuse_changes(saved: TrainConfig, cfg: TrainConfig, folder: Path, overrides: dict | None) -> None:
-    """A :class:`ConfigError` naming every setting that ``overrides`` change from the run's own,
-    other than those in :data:`RESUME_FREE`: the checkpoint was made with the saved ones, so a run
-    resumed with another model, size or learning rate would describe itself wrongly."""
+def _resumed_config(saved: TrainConfig, folder: Path, overrides: dict | None) -> TrainConfig:
+    """The run's ``saved`` config with ``overrides`` applied, writing into ``folder``. A
+    :class:`ConfigError` names every setting the overrides change other than those in
+    :data:`RESUME_FREE`: the checkpoint was made with the saved ones, so a run resumed with another
+    model, size or learning rate would describe itself wrongly. ``out`` is free, but a different
+    ``--out`` is checked by path."""
+    cfg = dataclasses.replace(load_config(None, overrides or {}, base=saved), out=str(folder))
     changed = [
         f"{f.name} ({getattr(saved, f.name)!r} -> {getattr(cfg, f.name)!r})"
         for f in dataclasses.fields(TrainConfig)
@@ -265,6 +268,7 @@ def _refuse_changes(saved: TrainConfig, cfg: TrainConfig, folder: Path, override
             f"cannot change {', '.join(changed)} when resuming '{folder}': it was trained with its saved "
             "settings; drop those flags, or start a new run with them"
         )
+    return cfg
 
 
 def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
@@ -276,9 +280,7 @@ def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
                 f"'{run.path}' is not a run folder (no config.yaml, no last.pt); start a run with "
                 "`transferlab train DATA --out RUN`"
             )
-        saved = run.read_config()
-        cfg = dataclasses.replace(load_config(None, overrides or {}, base=saved), out=str(run.path))
-        _refuse_changes(saved, cfg, run.path, overrides)
+        cfg = _resumed_config(run.read_config(), run.path, overrides)
         index = run.read_split() if run.split.is_file() else distributed.on_main(prepare_data, cfg)[0]
         seed_everything(cfg.seed)
         return _Session(
@@ -291,8 +293,7 @@ def _open_resumed(folder: str | Path, overrides: dict | None) -> _Session:
         )
     last = load_checkpoint(run.last)
     saved = TrainConfig(**last["config"])
-    cfg = dataclasses.replace(load_config(None, overrides or {}, base=saved), out=str(run.path))
-    _refuse_changes(saved, cfg, run.path, overrides)  # out is free: a different --out is checked by path
+    cfg = _resumed_config(saved, run.path, overrides)
     if cfg.epochs != saved.epochs and cfg.scheduler in ("onecycle", "cosine"):
         raise ConfigError(
             f"cannot change epochs from {saved.epochs} to {cfg.epochs} on resume with the "
