@@ -167,9 +167,9 @@ def fit_logistic(
     if missing:
         raise ValueError(f"no training images of class index {missing}: the logistic head needs every class")
     folds, k = _folds(y, row_units, seed)
-    rows = _row_basis(z)
+    columns, rows = z, _row_basis(z)
     if rows is not None:
-        z, back = rows[0], (rows[1], z)  # fit on the coordinates; the columns' weights are mapped back
+        z = rows[0]  # fit on the rows' coordinates; the columns' weights are mapped back below
     weight = "balanced" if balanced else None
     # one BLAS thread: L-BFGS on a few thousand rows makes matrix-vector products too small to
     # share, and OpenBLAS's threads made the fit 3-4x slower on two cores (same result)
@@ -185,7 +185,7 @@ def fit_logistic(
             c = float(np.ravel(clf.C_)[0])
             scores = np.mean(list(clf.scores_.values()), axis=0)  # (folds, Cs)
             curve = {f"{cv:.3g}": float(-m) for cv, m in zip(clf.Cs_, scores.mean(0))}
-    coef = clf.coef_ if rows is None else (clf.coef_ @ back[0].T) @ back[1]
+    coef = clf.coef_ if rows is None else (clf.coef_ @ rows[1].T) @ columns
     coef = coef if basis is None else _whiten(coef.copy(), *basis)  # back to the plain columns
     w = torch.from_numpy(coef).float()
     b = torch.from_numpy(clf.intercept_).float()
