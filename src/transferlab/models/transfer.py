@@ -113,6 +113,12 @@ class TransferModel(nn.Module):
             else feature_blocks(body, max(spec.min_size, 64) * zoom)
         )
         self.feature_dim = sum(self.feature_blocks)
+        # the blocks of each separately fitted logistic head, in column order: the views' blocks,
+        # then (with parts) the parts' blocks; see transferlab.training.logistic
+        self.head_blocks: tuple[tuple[int, ...], ...] = (self.feature_blocks,)
+        if self.parts is not None:
+            first = len(self.feature_blocks) // body.n_views * 2
+            self.head_blocks = (self.feature_blocks[:first], self.feature_blocks[first:])
         self.feature_norm = Standardize(self.feature_dim)
         self.head = (
             nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, num_classes))

@@ -30,6 +30,16 @@ fit runs on the rows' coordinates in an orthonormal basis of their span instead:
 unchanged by a rotation, and a weight outside the rows' span scores no row but costs penalty, so
 the optimum, and every fold's, lies in it (the representer theorem). Same head, to the solver's
 tolerance, at the rows' count of columns instead of the features'.
+
+``heads`` fits groups of columns as separate heads, each with its own ``C``, and fuses them into
+the one linear layer (a sum of linear heads on disjoint columns is a linear head): zoom's two
+views, then the face's parts (``--parts face``). One head over both gave the parts' 36 blocks two
+thirds of the prior and one ``C``; it raised ciplab's ROC-AUC but lowered the face swaps' and every
+transfer to another source, where a probe's separately fitted parts head, added to the default's
+with each divided by its spread, raised both sets (BENCHMARKS.md, "Face parts"). Each head's
+scores are divided by the spread of its out-of-fold scores (the models of the cross-validation
+folds at its ``C``: no row is scored by a head that saw it), and with two classes a logistic fit
+on the fused out-of-fold scores scales and shifts the sum, so its probabilities are calibrated.
 """
 
 from __future__ import annotations
@@ -63,6 +73,8 @@ class LogisticFit:
     train_accuracy: float = 0.0
     train_log_loss: float = 0.0
     seconds: float = 0.0
+    heads: list[dict] = field(default_factory=list)  # separately fitted heads (columns, C, curve); [] for one
+    fusion: list[float] = field(default_factory=list)  # each head's factor, then the shift; [] for one head
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -133,6 +145,7 @@ def fit_logistic(
     groups: list[str] | None = None,
     blocks: Sequence[int] | None = None,
     invariance: float = 0.0,
+    heads: Sequence[int] | None = None,
 ) -> LogisticFit:
     """Fit ``model.feature_norm`` and the linear head on ``feats (N, V, D)`` (V views per image)
     with ``labels (N,)``; ``balanced`` weighs each class by its inverse frequency (imbalanced
@@ -141,22 +154,20 @@ def fit_logistic(
     a group stays in one cross-validation fold. ``blocks``: widths of the feature blocks (in
     column order, summing to D) that get an equal share of the prior (see the module's note); the
     factor is folded into ``feature_norm.scale``, so call this once per fitted ``feature_norm``.
+    ``heads``: widths of column groups (in order, summing to D, each a whole number of blocks)
+    fitted as separate heads and fused (see the module's note); None: one head.
     Returns the :class:`LogisticFit` summary; the model is changed in place."""
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from threadpoolctl import threadpool_limits
-
     t0 = time.perf_counter()
     n, v, d = feats.shape
     num_classes = model.linear_layer().out_features
     x = feats.reshape(n * v, d)
     if fit_norm:
         model.feature_norm.fit(x)
-    share = block_weights(blocks, d)
+    widths = list(heads or [d])
+    per_head = _split_blocks(blocks, widths)
+    share = np.concatenate([block_weights(b, w) for b, w in zip(per_head, widths)])
     z = model.feature_norm(x).double().numpy()
     z *= share  # in place: z is a fresh array, and a scaled copy would double the head's memory
-    basis = _invariance_basis(z.reshape(n, v, d), invariance) if invariance > 0 and v > 1 else None
-    if basis is not None:
-        z = _whiten(z, *basis)
     y = labels.repeat_interleave(v).numpy()
     if groups is not None and len(groups) != n:
         raise ValueError(f"{len(groups)} group names for {n} images")
@@ -167,10 +178,87 @@ def fit_logistic(
     if missing:
         raise ValueError(f"no training images of class index {missing}: the logistic head needs every class")
     folds, k = _folds(y, row_units, seed)
+    edges = np.cumsum([0, *widths])
+    fits = [
+        _fit_columns(z[:, a:b], (n, v), y, folds, grid, balanced, invariance, len(widths) > 1)
+        for a, b in zip(edges[:-1], edges[1:])
+    ]
+    coef, intercept, score, fusion = _fused(fits, y)
+    w = torch.from_numpy(coef).float()
+    b = torch.from_numpy(intercept).float()
+    if num_classes == 2:  # sklearn's one score z for class 1: logits (-z/2, z/2) give softmax = sigmoid(z)
+        w, b = torch.cat([-w / 2, w / 2]), torch.cat([-b / 2, b / 2])
+    layer = model.linear_layer()
+    with torch.no_grad():
+        layer.weight.copy_(w)
+        layer.bias.copy_(b)
+        model.feature_norm.scale.div_(torch.from_numpy(share).float())
+    p = np.clip(_proba(score), 1e-12, 1.0)
+    return LogisticFit(
+        C=fits[0].C,
+        folds=k,
+        fold_units=len(units),
+        blocks=len(blocks) if blocks else 1,
+        invariance=invariance if fits[0].whitened else 0.0,
+        cv_log_loss=fits[0].curve,
+        train_accuracy=float((p.argmax(1) == y).mean()),
+        train_log_loss=float(-np.log(p[np.arange(len(y)), y]).mean()),
+        seconds=time.perf_counter() - t0,
+        heads=[f.summary() for f in fits] if len(fits) > 1 else [],
+        fusion=fusion,
+    )
+
+
+def _split_blocks(blocks: Sequence[int] | None, widths: list[int]) -> list[list[int] | None]:
+    """``blocks`` cut at the heads' edges (``widths``), one list per head; None for no blocks."""
+    if not blocks:
+        return [None] * len(widths)
+    out, rest = [], list(blocks)
+    for width in widths:
+        cut = int(np.searchsorted(np.cumsum(rest), width)) + 1
+        if sum(rest[:cut]) != width:
+            raise ValueError(f"head widths {widths} do not fall on the edges of feature blocks {list(blocks)}")
+        out.append(rest[:cut])
+        rest = rest[cut:]
+    if rest:
+        raise ValueError(f"head widths {widths} leave feature blocks {rest} over")
+    return out
+
+
+@dataclass
+class _HeadFit:
+    """One head of :func:`fit_logistic`: its coefficients on the plain (standardised, shared)
+    columns, its score on every training row, and the out-of-fold scores at its ``C``."""
+
+    columns: int
+    C: float
+    curve: dict[str, float]
+    coef: np.ndarray  # (1 or K, columns)
+    intercept: np.ndarray  # (1 or K,)
+    score: np.ndarray  # (rows, 1 or K) on the training rows
+    held_out: np.ndarray | None  # (rows, 1 or K) from the fold models; None without folds or fusion
+    whitened: bool
+
+    def summary(self) -> dict:
+        return {"columns": self.columns, "C": self.C, "cv_log_loss": self.curve}
+
+
+def _fit_columns(z, shape, y, folds, grid, balanced, invariance, held_out) -> _HeadFit:
+    """An L2 logistic regression on the columns ``z (rows, columns)`` (changed in place), ``C``
+    chosen by log loss over ``folds``; ``held_out``: also each row's score from the model fitted
+    without its fold, at that ``C``."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from threadpoolctl import threadpool_limits
+
+    n, v = shape
+    basis = _invariance_basis(z.reshape(n, v, -1), invariance) if invariance > 0 and v > 1 else None
+    if basis is not None:
+        z = _whiten(z, *basis)
     columns, rows = z, _row_basis(z)
     if rows is not None:
         z = rows[0]  # fit on the rows' coordinates; the columns' weights are mapped back below
     weight = "balanced" if balanced else None
+    scores = None
     # one BLAS thread: L-BFGS on a few thousand rows makes matrix-vector products too small to
     # share, and OpenBLAS's threads made the fit 3-4x slower on two cores (same result)
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
@@ -183,28 +271,48 @@ def fit_logistic(
                 Cs=list(grid), cv=folds, scoring="neg_log_loss", max_iter=2000, class_weight=weight
             ).fit(z, y)
             c = float(np.ravel(clf.C_)[0])
-            scores = np.mean(list(clf.scores_.values()), axis=0)  # (folds, Cs)
-            curve = {f"{cv:.3g}": float(-m) for cv, m in zip(clf.Cs_, scores.mean(0))}
+            cv = np.mean(list(clf.scores_.values()), axis=0)  # (folds, Cs)
+            curve = {f"{cv_c:.3g}": float(-m) for cv_c, m in zip(clf.Cs_, cv.mean(0))}
+            if held_out:
+                scores = np.zeros((len(y), clf.coef_.shape[0]))
+                for train, test in folds:
+                    fold = LogisticRegression(C=c, max_iter=2000, class_weight=weight).fit(z[train], y[train])
+                    scores[test] = fold.decision_function(z[test]).reshape(len(test), -1)
     coef = clf.coef_ if rows is None else (clf.coef_ @ rows[1].T) @ columns
     coef = coef if basis is None else _whiten(coef.copy(), *basis)  # back to the plain columns
-    w = torch.from_numpy(coef).float()
-    b = torch.from_numpy(clf.intercept_).float()
-    if num_classes == 2:  # sklearn's one score z for class 1: logits (-z/2, z/2) give softmax = sigmoid(z)
-        w, b = torch.cat([-w / 2, w / 2]), torch.cat([-b / 2, b / 2])
-    layer = model.linear_layer()
-    with torch.no_grad():
-        layer.weight.copy_(w)
-        layer.bias.copy_(b)
-        model.feature_norm.scale.div_(torch.from_numpy(share).float())
-    p = np.clip(clf.predict_proba(z), 1e-12, 1.0)
-    return LogisticFit(
-        C=c,
-        folds=k,
-        fold_units=len(units),
-        blocks=len(blocks) if blocks else 1,
-        invariance=invariance if basis is not None else 0.0,
-        cv_log_loss=curve,
-        train_accuracy=float((p.argmax(1) == y).mean()),
-        train_log_loss=float(-np.log(p[np.arange(len(y)), y]).mean()),
-        seconds=time.perf_counter() - t0,
-    )
+    score = clf.decision_function(z).reshape(len(y), -1)
+    return _HeadFit(columns.shape[1], c, curve, coef, clf.intercept_, score, scores, basis is not None)
+
+
+def _fused(fits: list[_HeadFit], y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """One linear head from separately fitted ones: the coefficients side by side and the
+    intercepts summed, each head's divided by the spread of its out-of-fold scores (so each counts
+    alike), then (two classes) scaled and shifted by a logistic fit on the fused out-of-fold scores
+    so that its probabilities are calibrated. Returns the coefficients, intercept, training rows'
+    score and the factors ``[a / spread per head..., shift]``; one head comes back as it is."""
+    if len(fits) == 1:
+        f = fits[0]
+        return f.coef, f.intercept, f.score, []
+    spread = [float(np.std(f.held_out if f.held_out is not None else f.score)) or 1.0 for f in fits]
+    a, shift = 1.0, 0.0
+    if all(f.held_out is not None for f in fits) and fits[0].score.shape[1] == 1:
+        from sklearn.linear_model import LogisticRegression
+
+        joint = sum(f.held_out / s for f, s in zip(fits, spread))
+        platt = LogisticRegression(C=1e6, max_iter=1000).fit(joint, y)
+        a, shift = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    factor = [a / s for s in spread]
+    coef = np.concatenate([f.coef * k for f, k in zip(fits, factor)], axis=1)
+    intercept = sum(f.intercept * k for f, k in zip(fits, factor)) + shift
+    score = sum(f.score * k for f, k in zip(fits, factor)) + shift
+    return coef, intercept, score, [*factor, shift]
+
+
+def _proba(score: np.ndarray) -> np.ndarray:
+    """Class probabilities from sklearn-style scores: one column (two classes) or one per class."""
+    from scipy.special import expit, softmax
+
+    if score.shape[1] == 1:
+        p1 = expit(score[:, 0])
+        return np.stack([1.0 - p1, p1], 1)
+    return softmax(score, axis=1)

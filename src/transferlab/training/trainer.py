@@ -493,6 +493,12 @@ def _fit_logistic_head(
         f"logistic head: C {found.C:g} chosen by {found.folds}-fold cross-validation on the training "
         f"split{kept} ({len(found.cv_log_loss)} strengths tried{shared}), {found.seconds:.1f}s"
     )
+    if found.heads:
+        each = ", ".join(f"{h['columns']} columns at C {h['C']:g}" for h in found.heads)
+        notes.append(
+            f"logistic head: {len(found.heads)} heads fitted apart ({each}; the views, then the parts), "
+            "each scaled by the spread of its out-of-fold scores and added"
+        )
     if cfg.invariance and not found.invariance:
         notes.append(
             f"invariance {cfg.invariance:g} not applied: the training features have no augmented views "
@@ -518,6 +524,7 @@ def _cached_logistic_fit(model: TransferModel, data: _Data, cfg: TrainConfig):
         groups=data.train_groups,
         blocks=model.feature_blocks if cfg.stage_balance else None,
         invariance=cfg.invariance,
+        heads=[sum(b) for b in model.head_blocks],
     )
 
 
