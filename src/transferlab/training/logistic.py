@@ -36,10 +36,12 @@ the one linear layer (a sum of linear heads on disjoint columns is a linear head
 views, then the face's parts (``--parts face``). One head over both gave the parts' 36 blocks two
 thirds of the prior and one ``C``; it raised ciplab's ROC-AUC but lowered the face swaps' and every
 transfer to another source, where a probe's separately fitted parts head, added to the default's
-with each divided by its spread, raised both sets (BENCHMARKS.md, "Face parts"). Each head's
-scores are divided by the spread of its out-of-fold scores (the models of the cross-validation
-folds at its ``C``: no row is scored by a head that saw it), and with two classes a logistic fit
-on the fused out-of-fold scores scales and shifts the sum, so its probabilities are calibrated.
+with each divided by its spread, raised both sets (BENCHMARKS.md, "Face parts"). How much each
+head counts is learnt the way stacking learns it (Wolpert 1992): a logistic fit on the heads'
+out-of-fold scores (each row scored by the model of the cross-validation fold that did not see
+it, at the head's ``C``), its factors kept positive, so a head that adds nothing gets none and the
+sum's probabilities are calibrated. With more than two classes each head is divided by the
+spread of its scores instead.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ def fit_logistic(
         _fit_columns(z[:, a:b], (n, v), y, folds, grid, balanced, invariance, len(widths) > 1)
         for a, b in zip(edges[:-1], edges[1:])
     ]
-    coef, intercept, score, fusion = _fused(fits, y)
+    coef, intercept, score, fusion = _fused(fits, y, balanced)
     w = torch.from_numpy(coef).float()
     b = torch.from_numpy(intercept).float()
     if num_classes == 2:  # sklearn's one score z for class 1: logits (-z/2, z/2) give softmax = sigmoid(z)
@@ -284,28 +286,45 @@ def _fit_columns(z, shape, y, folds, grid, balanced, invariance, held_out) -> _H
     return _HeadFit(columns.shape[1], c, curve, coef, clf.intercept_, score, scores, basis is not None)
 
 
-def _fused(fits: list[_HeadFit], y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+def _fused(
+    fits: list[_HeadFit], y: np.ndarray, balanced: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
     """One linear head from separately fitted ones: the coefficients side by side and the
-    intercepts summed, each head's divided by the spread of its out-of-fold scores (so each counts
-    alike), then (two classes) scaled and shifted by a logistic fit on the fused out-of-fold scores
-    so that its probabilities are calibrated. Returns the coefficients, intercept, training rows'
-    score and the factors ``[a / spread per head..., shift]``; one head comes back as it is."""
+    intercepts summed, each head's times its factor. With two classes the factors and a shift are
+    a logistic fit on the heads' out-of-fold scores (stacking, each factor kept positive); otherwise
+    each head is divided by the spread of its scores. Returns the coefficients, the intercept, the
+    training rows' score and ``[factor per head..., shift]``; one head comes back as it is."""
     if len(fits) == 1:
         f = fits[0]
         return f.coef, f.intercept, f.score, []
-    spread = [float(np.std(f.held_out if f.held_out is not None else f.score)) or 1.0 for f in fits]
-    a, shift = 1.0, 0.0
     if all(f.held_out is not None for f in fits) and fits[0].score.shape[1] == 1:
-        from sklearn.linear_model import LogisticRegression
-
-        joint = sum(f.held_out / s for f, s in zip(fits, spread))
-        platt = LogisticRegression(C=1e6, max_iter=1000).fit(joint, y)
-        a, shift = float(platt.coef_[0, 0]), float(platt.intercept_[0])
-    factor = [a / s for s in spread]
+        factor, shift = _stacked(np.concatenate([f.held_out for f in fits], 1), y, balanced)
+    else:  # no folds to learn the factors on, or more than two classes
+        factor, shift = [1.0 / (float(np.std(f.score)) or 1.0) for f in fits], 0.0
     coef = np.concatenate([f.coef * k for f, k in zip(fits, factor)], axis=1)
     intercept = sum(f.intercept * k for f, k in zip(fits, factor)) + shift
     score = sum(f.score * k for f, k in zip(fits, factor)) + shift
     return coef, intercept, score, [*factor, shift]
+
+
+def _stacked(held_out: np.ndarray, y: np.ndarray, balanced: bool) -> tuple[list[float], float]:
+    """Factors (one per column of ``held_out (rows, heads)``, the heads' out-of-fold scores) and a
+    shift from an (all but) unregularised logistic fit of ``y`` on them. A head whose factor comes
+    out zero or negative (it adds nothing the others lack) is dropped and the rest fitted again."""
+    from sklearn.linear_model import LogisticRegression
+
+    keep = list(range(held_out.shape[1]))
+    while True:
+        stack = LogisticRegression(C=1e6, max_iter=1000, class_weight="balanced" if balanced else None)
+        stack.fit(held_out[:, keep], y)
+        w = stack.coef_[0]
+        if len(keep) == 1 or (w > 0).all():
+            break
+        keep = [k for k, wk in zip(keep, w) if wk > 0] or keep[:1]
+    factor = [0.0] * held_out.shape[1]
+    for k, wk in zip(keep, w):
+        factor[k] = float(wk)
+    return factor, float(stack.intercept_[0])
 
 
 def _proba(score: np.ndarray) -> np.ndarray:

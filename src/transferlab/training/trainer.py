@@ -494,10 +494,12 @@ def _fit_logistic_head(
         f"split{kept} ({len(found.cv_log_loss)} strengths tried{shared}), {found.seconds:.1f}s"
     )
     if found.heads:
-        each = ", ".join(f"{h['columns']} columns at C {h['C']:g}" for h in found.heads)
+        each = ", ".join(
+            f"{h['columns']} columns at C {h['C']:g}, factor {k:.3g}" for h, k in zip(found.heads, found.fusion)
+        )
         notes.append(
-            f"logistic head: {len(found.heads)} heads fitted apart ({each}; the views, then the parts), "
-            "each scaled by the spread of its out-of-fold scores and added"
+            f"logistic head: {len(found.heads)} heads fitted apart and added ({each}; the views, then the "
+            "parts; the factors fitted on their out-of-fold scores)"
         )
     if cfg.invariance and not found.invariance:
         notes.append(
