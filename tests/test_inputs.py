@@ -213,3 +213,7 @@ def test_a_zoom_run_records_it_and_predicts_at_twice_the_size(tiny_folder, tmp_p
     assert parts["parts"] == "face" and res.summary["parts"] is None
     assert " 0 came from the feature cache" in " ".join(parts["data"]["notes"])
     assert model_from_checkpoint(load_checkpoint(tmp_path / "parts" / "best.pt")).parts == "face"
+    views = sum(model_from_checkpoint(load_checkpoint(tmp_path / "zoom" / "best.pt")).feature_blocks)
+    assert [h["columns"] for h in parts["logistic"]["heads"]] == [views, 2 * views]  # fitted apart, then added
+    assert res.summary["logistic"]["heads"] == []
+    assert "2 heads fitted apart and added" in " ".join(parts["data"]["notes"])

@@ -226,3 +226,54 @@ def test_invariance_turns_the_head_from_what_the_augmented_views_move_and_folds_
     fit_logistic(one, feats[:, :1], labels, grid=(0.1,))
     assert fit_logistic(alike, feats[:, :1], labels, grid=(0.1,), invariance=10.0).invariance == 0.0
     assert torch.equal(one.head.weight, alike.head.weight)
+
+
+def _two_signals(n=80, v=2, seed=0):
+    """Columns 0-9 and 10-19 each carry a weak signal of their own (independent noise): together
+    they tell the classes apart better than either alone."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    feats = torch.randn(n, v, 20, generator=g)
+    feats[..., 0] += labels.view(-1, 1) * 1.2
+    feats[..., 10] += labels.view(-1, 1) * 1.2
+    return feats, labels
+
+
+def test_separate_heads_are_each_fitted_on_their_own_columns_and_added_with_stacked_factors():
+    feats, labels = _two_signals()
+    fused, alone = _model(), [_model(10), _model(10)]
+    found = fit_logistic(fused, feats, labels, seed=0, heads=[10, 10])
+    apart = [fit_logistic(m, feats[..., k * 10 : (k + 1) * 10], labels, seed=0) for k, m in enumerate(alone)]
+    assert [h["columns"] for h in found.heads] == [10, 10] and [h["C"] for h in found.heads] == [f.C for f in apart]
+    assert len(found.fusion) == 3 and min(found.fusion[:2]) > 0
+    w = fused.head.weight[1] / fused.feature_norm.scale  # on the raw columns: a head's own scale cancels
+    for k, m in enumerate(alone):
+        own = m.head.weight[1] / m.feature_norm.scale
+        part = w[k * 10 : (k + 1) * 10]
+        assert torch.nn.functional.cosine_similarity(part, own, 0) > 0.9999  # the same head, times its factor
+        assert (part.norm() / own.norm() - found.fusion[k]).abs() < 1e-4
+    x = feats.reshape(-1, 20)
+    y = labels.repeat_interleave(2)
+    acc = lambda m, cols: (m.forward_head(x[:, cols]).argmax(1) == y).float().mean()
+    assert acc(fused, slice(None)) > max(acc(alone[0], slice(0, 10)), acc(alone[1], slice(10, 20)))
+    p = fused.forward_head(x).softmax(1)[:, 1]
+    assert abs(p.mean().item() - 0.5) < 0.05  # the stacking fit's shift keeps the sum calibrated in the large
+
+
+def test_a_separate_head_that_adds_nothing_gets_no_say():
+    feats, labels = _two_signals()
+    feats[..., 10] = torch.randn(feats.shape[:2], generator=torch.Generator().manual_seed(3))  # head 2: noise
+    model = _model()
+    found = fit_logistic(model, feats, labels, seed=0, heads=[10, 10])
+    w = (model.head.weight[1] / model.feature_norm.scale).detach()
+    z = feats.reshape(-1, 20) - feats.reshape(-1, 20).mean(0)
+    say = [(z[:, k * 10 : (k + 1) * 10] @ w[k * 10 : (k + 1) * 10]).std().item() for k in range(2)]
+    assert say[1] < 0.25 * say[0], (say, found.fusion)  # added as equals, it would have as much say
+
+
+def test_separate_heads_must_fall_on_block_edges():
+    feats, labels = _data(d=20)
+    with pytest.raises(ValueError, match="do not fall on the edges"):
+        fit_logistic(_model(), feats, labels, blocks=(8, 12), heads=[10, 10])
+    found = fit_logistic(_model(), feats, labels, blocks=(4, 6, 10), heads=[10, 10])
+    assert found.blocks == 3 and len(found.heads) == 2

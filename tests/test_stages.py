@@ -146,6 +146,10 @@ def test_face_parts_are_cut_at_fixed_places_at_the_inputs_own_pixels():
     plain = create_model("scratch_cnn", 2, pretrained=False, features="stages", zoom=2).eval()
     plain.body.load_state_dict(model.body.state_dict())
     assert model.parts == "face" and model.feature_blocks == plain.feature_blocks * 3  # 2 views + 4 parts
+    # the logistic head fits the views' columns and the parts' apart: the views' head is the plain model's
+    assert model.head_blocks == (plain.feature_blocks, plain.feature_blocks * 2) and plain.head_blocks == (
+        plain.feature_blocks,
+    )
     x = torch.randn(2, 3, 128, 128)
     parts = model.body.part_views(x)  # squares of 36 px (128 * 0.28125), centred on the template's points
     assert parts.shape == (8, 3, 36, 36)
