@@ -245,7 +245,7 @@ def test_separate_heads_are_each_fitted_on_their_own_columns_and_added_with_stac
     found = fit_logistic(fused, feats, labels, seed=0, heads=[10, 10])
     apart = [fit_logistic(m, feats[..., k * 10 : (k + 1) * 10], labels, seed=0) for k, m in enumerate(alone)]
     assert [h["columns"] for h in found.heads] == [10, 10] and [h["C"] for h in found.heads] == [f.C for f in apart]
-    assert len(found.fusion) == 3 and min(found.fusion[:2]) > 0
+    assert len(found.fusion) == 3 and min(found.fusion[:2]) > 0 and found.fused_by == "stacking"
     w = fused.head.weight[1] / fused.feature_norm.scale  # on the raw columns: a head's own scale cancels
     for k, m in enumerate(alone):
         own = m.head.weight[1] / m.feature_norm.scale
@@ -277,3 +277,15 @@ def test_separate_heads_must_fall_on_block_edges():
         fit_logistic(_model(), feats, labels, blocks=(8, 12), heads=[10, 10])
     found = fit_logistic(_model(), feats, labels, blocks=(4, 6, 10), heads=[10, 10])
     assert found.blocks == 3 and len(found.heads) == 2
+
+
+def test_separate_heads_of_three_classes_are_each_divided_by_their_spread():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(90) % 3
+    feats = torch.randn(90, 2, 20, generator=g)
+    feats[..., :3] += torch.nn.functional.one_hot(labels, 3).float().unsqueeze(1) * 1.5
+    feats[..., 10:13] += torch.nn.functional.one_hot(labels, 3).float().unsqueeze(1) * 1.5
+    model = _model(classes=3)
+    found = fit_logistic(model, feats, labels, seed=0, heads=[10, 10])
+    assert found.fused_by == "spread" and found.fusion[2] == 0.0 and min(found.fusion[:2]) > 0
+    assert (model.forward_head(feats[:, 0]).argmax(1) == labels).float().mean() > 0.9

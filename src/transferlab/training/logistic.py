@@ -77,6 +77,7 @@ class LogisticFit:
     seconds: float = 0.0
     heads: list[dict] = field(default_factory=list)  # separately fitted heads (columns, C, curve); [] for one
     fusion: list[float] = field(default_factory=list)  # each head's factor, then the shift; [] for one head
+    fused_by: str = ""  # how the factors were found: "stacking", "spread"; "" for one head
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -185,7 +186,7 @@ def fit_logistic(
         _fit_columns(z[:, a:b], (n, v), y, folds, grid, balanced, invariance, len(widths) > 1)
         for a, b in zip(edges[:-1], edges[1:])
     ]
-    coef, intercept, score, fusion = _fused(fits, y, balanced)
+    coef, intercept, score, fusion, fused_by = _fused(fits, y, balanced)
     w = torch.from_numpy(coef).float()
     b = torch.from_numpy(intercept).float()
     if num_classes == 2:  # sklearn's one score z for class 1: logits (-z/2, z/2) give softmax = sigmoid(z)
@@ -208,6 +209,7 @@ def fit_logistic(
         seconds=time.perf_counter() - t0,
         heads=[f.summary() for f in fits] if len(fits) > 1 else [],
         fusion=fusion,
+        fused_by=fused_by,
     )
 
 
@@ -288,23 +290,26 @@ def _fit_columns(z, shape, y, folds, grid, balanced, invariance, held_out) -> _H
 
 def _fused(
     fits: list[_HeadFit], y: np.ndarray, balanced: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float], str]:
     """One linear head from separately fitted ones: the coefficients side by side and the
     intercepts summed, each head's times its factor. With two classes the factors and a shift are
     a logistic fit on the heads' out-of-fold scores (stacking, each factor kept positive); otherwise
     each head is divided by the spread of its scores. Returns the coefficients, the intercept, the
-    training rows' score and ``[factor per head..., shift]``; one head comes back as it is."""
+    training rows' score, ``[factor per head..., shift]`` and how the factors were found
+    (``"stacking"`` or ``"spread"``); one head comes back as it is."""
     if len(fits) == 1:
         f = fits[0]
-        return f.coef, f.intercept, f.score, []
+        return f.coef, f.intercept, f.score, [], ""
     if all(f.held_out is not None for f in fits) and fits[0].score.shape[1] == 1:
         factor, shift = _stacked(np.concatenate([f.held_out for f in fits], 1), y, balanced)
+        how = "stacking"
     else:  # no folds to learn the factors on, or more than two classes
         factor, shift = [1.0 / (float(np.std(f.score)) or 1.0) for f in fits], 0.0
+        how = "spread"
     coef = np.concatenate([f.coef * k for f, k in zip(fits, factor)], axis=1)
     intercept = sum(f.intercept * k for f, k in zip(fits, factor)) + shift
     score = sum(f.score * k for f, k in zip(fits, factor)) + shift
-    return coef, intercept, score, [*factor, shift]
+    return coef, intercept, score, [*factor, shift], how
 
 
 def _stacked(held_out: np.ndarray, y: np.ndarray, balanced: bool) -> tuple[list[float], float]:

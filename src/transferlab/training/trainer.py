@@ -497,9 +497,12 @@ def _fit_logistic_head(
         each = ", ".join(
             f"{h['columns']} columns at C {h['C']:g}, factor {k:.3g}" for h, k in zip(found.heads, found.fusion)
         )
+        how = {
+            "stacking": "the factors fitted on their out-of-fold scores",
+            "spread": "each divided by its scores' spread",
+        }[found.fused_by]
         notes.append(
-            f"logistic head: {len(found.heads)} heads fitted apart and added ({each}; the views, then the "
-            "parts; the factors fitted on their out-of-fold scores)"
+            f"logistic head: {len(found.heads)} heads fitted apart and added ({each}; the views, then the parts; {how})"
         )
     if cfg.invariance and not found.invariance:
         notes.append(
