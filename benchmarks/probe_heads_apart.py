@@ -3,10 +3,14 @@ face`` fits the views' columns and the parts' columns as two heads, each with it
 with factors stacked on their out-of-fold scores (transferlab.training.logistic). Here, on the
 product's own cached features of bench_repeats' five splits of ciplab and dfdc, the same fit with
 the columns cut more finely: the whole view, the centre view and the parts as three heads; and
-the default's two views (no parts) as one head (the default) or as two. Test ROC-AUC per split,
+the default's two views (no parts) as one head (the default) or as two; and the product's two
+heads added with equal shares (each divided by the spread of its out-of-fold scores) in place of
+the stacked factors; and the parts' head with every column alike under its prior (no equal
+share per block). Test ROC-AUC per split,
 and each seed-0 head on the other sets' usual test splits (tpdne too).
 
     .venv/bin/python benchmarks/probe_heads_apart.py [--data ciplab,dfdc] [--seeds 0,1,2,3,4]
+        [--variants "product,equal shares"]
 
 Training and validation features come from the feature cache the runs filled; test features are
 computed once into the same cache (the evaluation view). Writes benchmarks/results/probe_heads_apart.json.
@@ -26,6 +30,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import transferlab.training.logistic as L
 from _results import RESULTS, save
 from bench_detect import split_for
 from transferlab.config import load_config
@@ -36,6 +41,7 @@ from transferlab.training.recipe import resolve as resolve_recipe
 from transferlab.training.trainer import _feature_data, build_model, prepare_data, seed_everything
 
 DEVICE = torch.device("cpu")
+STACKED = L._stacked
 
 
 def features(ds: str, seed: int, others: list[str]) -> dict:
@@ -82,15 +88,24 @@ def variants(model) -> dict[str, tuple[int, list[list[int]]]]:
         "views as two heads": (views, [whole, centre]),
         "parts: views + parts (product)": (d, [whole + centre, parts]),
         "parts: whole + centre + parts": (d, [whole, centre, parts]),
+        "parts: views + parts, equal shares": (d, [whole + centre, parts]),
+        "parts: views + parts, the parts' columns alike": (d, [whole + centre, [sum(parts)]]),
     }
 
 
-def fit(feat: dict, cols: int, heads: list[list[int]], seed: int):
+def equal_shares(held_out: np.ndarray, y: np.ndarray, balanced: bool) -> tuple[list[float], float]:
+    """In place of stacking: each head divided by the spread of its out-of-fold scores."""
+    return [1.0 / float(np.std(held_out[:, k])) for k in range(held_out.shape[1])], 0.0
+
+
+def fit(feat: dict, name: str, cols: int, heads: list[list[int]], seed: int):
     from transferlab.models.stages import Standardize
 
     model = feat["model"]
     saved_norm, saved_head = model.feature_norm, model.head
     model.feature_norm, model.head = Standardize(cols), torch.nn.Linear(cols, 2)
+    if "equal shares" in name:
+        L._stacked = equal_shares
     found = fit_logistic(
         model,
         feat["x"][..., :cols],
@@ -100,6 +115,7 @@ def fit(feat: dict, cols: int, heads: list[list[int]], seed: int):
         blocks=[w for h in heads for w in h],
         heads=[sum(h) for h in heads] if len(heads) > 1 else None,
     )
+    L._stacked = STACKED
     scores = {name: p_fake(model, x[:, :cols]) for name, (x, _) in feat["tests"].items()}
     model.feature_norm, model.head = saved_norm, saved_head
     return found, scores
@@ -110,6 +126,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="ciplab,dfdc")
     ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--variants", default="", help="names (comma-separated substrings) to run; all by default")
     args = ap.parse_args()
     sets = args.data.split(",")
     every = ["ciplab", "dfdc", "tpdne"]
@@ -119,7 +136,9 @@ def main() -> None:
         for seed in [int(s) for s in args.seeds.split(",")]:
             feat = features(ds, seed, [o for o in every if o != ds] if seed == 0 else [])
             for name, (cols, heads) in variants(feat["model"]).items():
-                found, scores = fit(feat, cols, heads, seed)
+                if args.variants and not any(v in name for v in args.variants.split(",")):
+                    continue
+                found, scores = fit(feat, name, cols, heads, seed)
                 auc = {t: float(roc_auc_score(y, scores[t])) for t, (_, y) in feat["tests"].items()}
                 out["auc"].setdefault(ds, {}).setdefault(name, []).append(auc[ds])
                 for t, a in auc.items():
@@ -130,7 +149,11 @@ def main() -> None:
                     f"{time.time() - t0:.0f}s",
                     flush=True,
                 )
-            save("probe_heads_apart", out)
+            save(
+                "probe_heads_apart"
+                + (f"_{args.variants}".replace(" ", "_").replace(",", "_") if args.variants else ""),
+                out,
+            )
     for ds, rows in out["auc"].items():
         for name, v in rows.items():
             print(f"{ds} {name}: " + ", ".join(f"{a:.3f}" for a in v) + f" mean {np.mean(v):.3f}")

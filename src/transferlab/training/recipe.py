@@ -71,7 +71,7 @@ def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str
         changes["head"] = "logistic" if features == "stages" and mode.head_on_features else "sgd"
     if cfg.zoom is None:  # frozen features only: fine-tuning through two views was not measured
         changes["zoom"] = 2 if detect and features == "stages" and mode.frozen_body else 1
-    if cfg.parts is None:  # an option: +2.6 on ciplab, -1.5 on face swaps and worse across sources
+    if cfg.parts is None:  # an option: +1.0 on ciplab, +0.2 on face swaps, -1.0 to -2.6 across sources
         changes["parts"] = "none"  # (BENCHMARKS.md, "Face parts at fixed places")
     # Frozen stage features at the backbone's own size. Twice the size (--image-size 448) was measured
     # too (BENCHMARKS.md, "Detection recipes"): +2 ROC-AUC points on face swaps, but -4 on ciplab,
