@@ -49,7 +49,8 @@ def features(ds: str, seed: int, others: list[str]) -> dict:
     labels and groups, and the test features and labels of its own split and of ``others``'
     usual splits."""
     work = RESULTS / ("detect" if seed == 0 else "repeats")
-    cfg = load_config(None, {"data": str(split_for(work, ds, seed)), "parts": "face", "seed": seed, "out": "/tmp/x"})
+    manifest = str(split_for(work, ds, seed))
+    cfg = load_config(None, {"data": manifest, "parts": "face", "seed": seed, "out": "unused"})  # nothing is written
     index, _ = prepare_data(cfg)
     cfg, _ = resolve_recipe(cfg, index.classes)
     seed_everything(cfg.seed)
@@ -106,17 +107,19 @@ def fit(feat: dict, name: str, cols: int, heads: list[list[int]], seed: int):
     model.feature_norm, model.head = Standardize(cols), torch.nn.Linear(cols, 2)
     if "equal shares" in name:
         L._stacked = equal_shares
-    found = fit_logistic(
-        model,
-        feat["x"][..., :cols],
-        feat["y"],
-        seed,
-        groups=feat["groups"],
-        blocks=[w for h in heads for w in h],
-        heads=[sum(h) for h in heads] if len(heads) > 1 else None,
-    )
-    L._stacked = STACKED
-    scores = {name: p_fake(model, x[:, :cols]) for name, (x, _) in feat["tests"].items()}
+    try:
+        found = fit_logistic(
+            model,
+            feat["x"][..., :cols],
+            feat["y"],
+            seed,
+            groups=feat["groups"],
+            blocks=[w for h in heads for w in h],
+            heads=[sum(h) for h in heads] if len(heads) > 1 else None,
+        )
+    finally:
+        L._stacked = STACKED
+    scores = {test: p_fake(model, x[:, :cols]) for test, (x, _) in feat["tests"].items()}
     model.feature_norm, model.head = saved_norm, saved_head
     return found, scores
 
