@@ -275,6 +275,8 @@ def test_separate_heads_must_fall_on_block_edges():
     feats, labels = _data(d=20)
     with pytest.raises(ValueError, match="do not fall on the edges"):
         fit_logistic(_model(), feats, labels, blocks=(8, 12), heads=[10, 10])
+    with pytest.raises(ValueError, match="do not tile 20 columns"):  # one head: the blocks' own check
+        fit_logistic(_model(), feats, labels, blocks=(8, 8))
     found = fit_logistic(_model(), feats, labels, blocks=(4, 6, 10), heads=[10, 10])
     assert found.blocks == 3 and len(found.heads) == 2
 

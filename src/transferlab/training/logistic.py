@@ -214,9 +214,10 @@ def fit_logistic(
 
 
 def _split_blocks(blocks: Sequence[int] | None, widths: list[int]) -> list[list[int] | None]:
-    """``blocks`` cut at the heads' edges (``widths``), one list per head; None for no blocks."""
-    if not blocks:
-        return [None] * len(widths)
+    """``blocks`` cut at the heads' edges (``widths``), one list per head; None for no blocks.
+    One head takes them all (:func:`block_weights` checks that they tile its columns)."""
+    if not blocks or len(widths) == 1:
+        return [blocks] * len(widths)
     out, rest = [], list(blocks)
     for width in widths:
         cut = int(np.searchsorted(np.cumsum(rest), width)) + 1
