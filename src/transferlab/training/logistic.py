@@ -40,8 +40,9 @@ with each divided by its spread, raised both sets (BENCHMARKS.md, "Face parts").
 head counts is learnt the way stacking learns it (Wolpert 1992): a logistic fit on the heads'
 out-of-fold scores (each row scored by the model of the cross-validation fold that did not see
 it, at the head's ``C``), its factors kept positive, so a head that adds nothing gets none and the
-sum's probabilities are calibrated. With more than two classes each head is divided by the
-spread of its scores instead.
+sum's probabilities are calibrated (over five splits: ciplab +1.0, face swaps +0.2 against the
+views' head alone; equal shares gave +1.8 and -0.7). With more than two classes each head is
+divided by the spread of its scores instead.
 """
 
 from __future__ import annotations
