@@ -277,6 +277,8 @@ def test_separate_heads_must_fall_on_block_edges():
         fit_logistic(_model(), feats, labels, blocks=(8, 12), heads=[10, 10])
     with pytest.raises(ValueError, match="do not tile 20 columns"):  # one head: the blocks' own check
         fit_logistic(_model(), feats, labels, blocks=(8, 8))
+    with pytest.raises(ValueError, match=r"head widths \[10, 5\] do not tile 20 columns"):
+        fit_logistic(_model(), feats, labels, heads=[10, 5])
     found = fit_logistic(_model(), feats, labels, blocks=(4, 6, 10), heads=[10, 10])
     assert found.blocks == 3 and len(found.heads) == 2
 

@@ -168,6 +168,8 @@ def fit_logistic(
     if fit_norm:
         model.feature_norm.fit(x)
     widths = list(heads or [d])
+    if sum(widths) != d or min(widths) < 1:  # a short sum would leave columns out of every head
+        raise ValueError(f"head widths {widths} do not tile {d} columns")
     per_head = _split_blocks(blocks, widths)
     share = np.concatenate([block_weights(b, w) for b, w in zip(per_head, widths)])
     z = model.feature_norm(x).double().numpy()
