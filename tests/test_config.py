@@ -38,6 +38,22 @@ def test_invariance_must_be_a_finite_non_negative_strength(bad):
 
 
 @pytest.mark.parametrize(
+    "over, says",
+    [
+        ({"pool": "mean,mode"}, "pool='mean,mode': unknown 'mode'; give a comma-separated list of mean, std, max, min"),
+        ({"pool": "max, max"}, "a statistic named twice"),
+        ({"pool": ""}, "unknown ''"),
+        ({"pool": "mean,std,max", "features": "last"}, "statistics of stage features: add --features stages"),
+    ],
+)
+def test_a_pool_names_known_statistics_of_stage_features(over, says):
+    with pytest.raises(ConfigError, match=says):
+        load_config(None, over)
+    assert load_config(None, {"pool": "mean,std,max,min"}).pool == "mean,std,max,min"
+    assert load_config(None, {"pool": "mean,std", "features": "last"}).pool == "mean,std"  # what last pools anyway
+
+
+@pytest.mark.parametrize(
     "key, bad, says",
     [
         ("lr", "nan", "lr must be a finite number"),

@@ -132,14 +132,18 @@ def test_predict_with_an_exported_model_matches_the_run_and_needs_no_torch(tiny_
     assert [p["label"] for p in c["predictions"]] == [p["label"] for p in b["predictions"]]
 
 
-@pytest.mark.parametrize("name, views", [("resnet18", 1), ("efficientnet_lite0", 4)])
-def test_stage_model_exports_with_its_standardisation(name, views, tmp_path):
-    """The fitted feature standardisation (and the averaging of crop views) travel inside the export."""
+@pytest.mark.parametrize(
+    "name, views, pool",
+    [("resnet18", 1, "mean,std"), ("efficientnet_lite0", 4, "mean,std"), ("efficientnet_lite0", 1, "mean,std,max,min")],
+)
+def test_stage_model_exports_with_its_standardisation(name, views, pool, tmp_path):
+    """The fitted feature standardisation (and the averaging of crop views, and each pooled
+    statistic) travel inside the export."""
     import onnxruntime as ort
 
     torch.manual_seed(0)
     spec = get_spec(name)
-    model = create_model(name, 2, pretrained=False, features="stages").eval()
+    model = create_model(name, 2, pretrained=False, features="stages", pool=pool).eval()
     with torch.no_grad():
         feats = model.forward_features(torch.rand(16, 3, 64, 64))
         model.feature_norm.fit(feats * 3 + 1)  # a mean and scale far from the identity

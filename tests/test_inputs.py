@@ -217,3 +217,44 @@ def test_a_zoom_run_records_it_and_predicts_at_twice_the_size(tiny_folder, tmp_p
     assert [h["columns"] for h in parts["logistic"]["heads"]] == [views, 2 * views]  # fitted apart, then added
     assert res.summary["logistic"]["heads"] == []
     assert "2 heads fitted apart and added" in " ".join(parts["data"]["notes"])
+
+
+def test_a_pooled_run_records_its_statistics_and_never_reads_another_pools_features(
+    tiny_folder, tmp_path, fast_overrides
+):
+    from transferlab.config import load_config
+    from transferlab.models.checkpoint import load_checkpoint, model_from_checkpoint
+    from transferlab.predict.predictor import Predictor
+    from transferlab.training.trainer import train
+
+    cfg = {
+        **fast_overrides,
+        "data": str(tiny_folder),
+        "model": "efficientnet_lite0",
+        "mode": "features",
+        "recipe": "detect",
+        "image_size": 32,
+        "cache_dir": str(tmp_path / "cache"),
+    }
+
+    def run(name: str, **over) -> dict:
+        return train(load_config(None, {**cfg, "out": str(tmp_path / name), **over})).summary
+
+    plain = run("plain")
+    pooled = run("pooled", pool="mean,std,max,min")
+    assert plain["pool"] == "mean,std" and pooled["pool"] == "mean,std,max,min"
+    assert "pool: mean,std,max,min" in (tmp_path / "pooled" / "config.yaml").read_text()
+    assert " 0 came from the feature cache" in " ".join(pooled["data"]["notes"])  # other columns: computed again
+    again = run("again", pool="mean,std,max,min")
+    assert " 0 came from the feature cache" not in " ".join(again["data"]["notes"])
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "pooled" / "best.pt"))
+    base = model_from_checkpoint(load_checkpoint(tmp_path / "plain" / "best.pt"))
+    assert model.pool == "mean,std,max,min" and model.feature_dim == 2 * base.feature_dim
+    rows = Predictor.from_run(tmp_path / "pooled").predict_paths(
+        [str(p) for p in sorted(tiny_folder.rglob("*.png"))[:3]]
+    )
+    assert len(rows) == 3 and all(r.error is None and abs(sum(r.probs.values()) - 1) < 1e-5 for r in rows)
+    # a checkpoint written before the pool choice existed rebuilds with the mean and std
+    ckpt = load_checkpoint(tmp_path / "plain" / "best.pt")
+    ckpt["config"].pop("pool")
+    assert model_from_checkpoint(ckpt).pool == "mean,std"

@@ -19,6 +19,7 @@ def test_real_fake_data_gets_the_detect_recipe():
     )
     assert cfg.zoom == 2  # the whole image and its centre magnified (BENCHMARKS.md, "zoom")
     assert cfg.parts == "none"  # an option (BENCHMARKS.md, "Face parts at fixed places")
+    assert cfg.pool == "mean,std"
     assert any("detect recipe: features stages, head logistic, zoom 2" in n for n in notes)
 
 

@@ -84,6 +84,44 @@ def test_ensemble_concatenates_member_features():
         get_spec("efficientnet_lite0+efficientnet_lite0")
 
 
+def test_pool_stats_adds_each_channels_spatial_max_and_min_stage_by_stage():
+    a = torch.randn(2, 3, 4, 5)
+    b = torch.randn(2, 7, 2, 2)
+    out = pool_stats([a, b], ("mean", "std", "max", "min"))
+    assert out.shape == (2, 4 * (3 + 7))
+    assert torch.equal(out[:, :6], pool_stats([a])) and torch.equal(out[:, 12:26], pool_stats([b]))
+    assert torch.equal(out[:, 6:9], a.amax((2, 3))) and torch.equal(out[:, 9:12], a.amin((2, 3)))
+    assert torch.equal(out[:, 26:33], b.amax((2, 3))) and torch.equal(out[:, 33:], b.amin((2, 3)))
+    # the order asked is the columns' order
+    assert torch.equal(pool_stats([a], ("max", "mean")), torch.cat([a.amax((2, 3)), a.mean((2, 3))], 1))
+
+
+def test_a_pool_widens_every_stage_block_and_keeps_the_cam_and_the_default_columns():
+    torch.manual_seed(0)
+    base = create_model("efficientnet_lite0", 2, pretrained=False, features="stages", zoom=2).eval()
+    torch.manual_seed(0)
+    more = create_model("efficientnet_lite0", 2, pretrained=False, features="stages", zoom=2, pool="mean,std,max,min")
+    more.eval()
+    assert more.pool == "mean,std,max,min" and base.pool == "mean,std"
+    assert more.feature_blocks == tuple(2 * w for w in base.feature_blocks) and more.feature_dim == 2 * base.feature_dim
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        wide, narrow = more.forward_features(x), base.forward_features(x)
+        logits, cam = more.forward_with_cam(x)
+    assert wide.shape == (2, more.feature_dim) and torch.isfinite(wide).all()
+    # each stage's block starts with the default's mean and std of that stage
+    starts = [sum(more.feature_blocks[:i]) for i in range(len(more.feature_blocks))]
+    ends = [sum(base.feature_blocks[:i]) for i in range(len(base.feature_blocks) + 1)]
+    for i, w in enumerate(base.feature_blocks):
+        assert torch.allclose(wide[:, starts[i] : starts[i] + w], narrow[:, ends[i] : ends[i + 1]], atol=1e-5)
+    assert logits.shape == (2, 2) and cam.dim() == 4
+    for bad, words in [("mean,mode", "unknown 'mode'"), ("max,max", "named twice"), ("", "unknown ''")]:
+        with pytest.raises(ValueError, match=words):
+            create_model("efficientnet_lite0", 2, pretrained=False, features="stages", pool=bad)
+    with pytest.raises(ValueError, match="statistics of stage features"):
+        create_model("efficientnet_lite0", 2, pretrained=False, pool="mean,std,max")
+
+
 def test_feature_blocks_follow_views_and_members_and_leave_the_body_untouched():
     lite0 = create_model("efficientnet_lite0", 2, pretrained=False, features="stages")
     stages = lite0.feature_blocks

@@ -50,10 +50,23 @@ INPUT_KINDS = ("image", "residual")
 CLASS_WEIGHTS = ("none", "auto")
 SAMPLERS = ("none", "balanced")
 DEFAULT_MODEL = "efficientnet_lite0"
+POOL_STATS = ("mean", "std", "max", "min")  # statistics of a stage map's channel over space
+DEFAULT_POOL = "mean,std"
 
 
 class ConfigError(ValueError):
     """A config key or value that cannot be used; the message says the fix."""
+
+
+def parse_pool(pool: str) -> tuple[str, ...]:
+    """``"mean,std,max"`` -> ``("mean", "std", "max")``: the statistics stage features pool, in
+    column order; refuses an unknown or repeated one, and none."""
+    stats = tuple(s.strip() for s in str(pool).split(","))
+    unknown = [s for s in stats if s not in POOL_STATS]
+    if unknown or len(set(stats)) != len(stats):
+        what = f"unknown {', '.join(repr(s) for s in unknown)}" if unknown else "a statistic named twice"
+        raise ConfigError(f"pool={pool!r}: {what}; give a comma-separated list of {', '.join(POOL_STATS)}")
+    return stats
 
 
 PAIRS_FILE = "same_source_pairs.csv"  # a data folder's pairs, by convention: crosseval uses it, train points to it
@@ -111,6 +124,7 @@ class TrainConfig:
     zoom: int | None = None  # stages: the centre 1/N too, N times larger (input N x image size); None: recipe
     centre: float | None = None  # zoom: the centre view's side, a fraction of the image's (None: 1/zoom)
     parts: str | None = None  # zoom: face (a face crop's eyes, nose and mouth too) | none; None: recipe
+    pool: str | None = None  # stages: statistics per channel over space, from mean,std,max,min; None: recipe
     val_fraction: float = 0.2  # carved from train (stratified, seeded) when data has no val split
     num_workers: int = -1  # -1: chosen for this machine
     image_cache_mb: int = 2048  # memory budget for decoded images (0 = stream) and for features (beyond: on disk)
@@ -178,6 +192,10 @@ class TrainConfig:
         if self.parts == "face" and self.zoom == 1:
             also = " --features stages" if self.features == "last" else ""  # zoom's own condition, named at once
             raise ConfigError(f"parts=face cuts the face's parts from zoom's larger input: add --zoom 2{also}")
+        if self.pool is not None:
+            parse_pool(self.pool)
+            if self.features == "last" and self.pool != DEFAULT_POOL:
+                raise ConfigError(f"pool={self.pool} chooses the statistics of stage features: add --features stages")
         if self.head == "logistic" and not get_mode(self.mode).head_on_features:
             raise ConfigError(
                 f"head=logistic is fitted on cached frozen features: use it with --mode features or lpft, "

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from ..config import DEFAULT_POOL
+
 __all__ = [
     "save_checkpoint",
     "atomic_save",
@@ -125,6 +127,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
         zoom=cfg.get("zoom") or 1,  # written before zoom existed: one view
         centre=cfg.get("centre"),  # written before the centre's fraction existed: 1 / zoom
         parts=cfg.get("parts"),  # written before parts existed: none
+        pool=cfg.get("pool") or DEFAULT_POOL,  # written before the pool choice existed: mean and std
     )
     state = dict(ckpt["model"])
     for key, value in model.feature_norm.state_dict().items():

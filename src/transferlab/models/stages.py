@@ -4,9 +4,10 @@ Generator and editing traces (upsampling checkerboards, blending seams, resampli
 statistics) live in the early and middle stages of a network; the last stage, tuned to ImageNet
 objects, pools most of them away (Ojha et al., CVPR 2023; Koutlis & Papadopoulos, ECCV 2024).
 :class:`StageFeatures` returns the mean and standard deviation over space of every channel of
-every stage, ``(B, 2 * sum(C_i))``. Stages come from the backbone's own API: timm's
-``forward_intermediates`` or torchvision's ``create_feature_extractor`` with the node names the
-registry declares; no forward hooks.
+every stage, ``(B, 2 * sum(C_i))``, or any of the mean, std, spatial max and min (``pool``: a
+local edit moves a few positions of a map, which its extremes keep and its mean dilutes).
+Stages come from the backbone's own API: timm's ``forward_intermediates`` or torchvision's
+``create_feature_extractor`` with the node names the registry declares; no forward hooks.
 
 :class:`Standardize` holds the per-feature mean and scale fitted on the training features, so the
 model (and every export of it) standardises its own inputs to the head.
@@ -18,6 +19,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
+
+from ..config import DEFAULT_POOL, parse_pool
 
 __all__ = ["StageFeatures", "EnsembleBody", "ZoomBody", "Standardize", "pool_stats", "feature_blocks", "PARTS"]
 
@@ -34,15 +37,21 @@ PARTS = {
 }
 
 
-def pool_stats(maps: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Feature maps ``[(B, C_i, H_i, W_i), ...]`` -> ``(B, 2 * sum(C_i))``: per channel, the mean
-    and the (population) standard deviation over space, in float32. A 1x1 map has std 0, not NaN."""
+def pool_stats(maps: Sequence[torch.Tensor], stats: Sequence[str] = ("mean", "std")) -> torch.Tensor:
+    """Feature maps ``[(B, C_i, H_i, W_i), ...]`` -> ``(B, len(stats) * sum(C_i))``: per stage, each
+    of ``stats`` (:data:`~transferlab.config.POOL_STATS`) of every channel over space, side by side,
+    in float32. ``std`` is the population standard deviation; a 1x1 map has std 0, not NaN."""
     out = []
     for m in maps:
         m = m.float().flatten(2)
         mean = m.mean(2)
-        var = (m - mean.unsqueeze(2)).pow(2).mean(2)
-        out += [mean, (var + 1e-12).sqrt()]  # the epsilon keeps the gradient finite where var is 0
+        for s in stats:
+            if s == "mean":
+                out.append(mean)
+            elif s == "std":  # the epsilon keeps the gradient finite where var is 0
+                out.append(((m - mean.unsqueeze(2)).pow(2).mean(2) + 1e-12).sqrt())
+            else:
+                out.append(m.amax(2) if s == "max" else m.amin(2))
     return torch.cat(out, 1)
 
 
@@ -51,11 +60,13 @@ class StageFeatures(nn.Module):
 
     ``nodes``: torchvision node names of the stage outputs, shallow to deep (the last one is the
     final feature map, which Grad-CAM explains); ``None``: the net's own
-    ``forward_intermediates`` (timm), every block plus the final map.
+    ``forward_intermediates`` (timm), every block plus the final map. ``pool``: the statistics of
+    each channel over space, comma-separated (:func:`~transferlab.config.parse_pool`).
     """
 
-    def __init__(self, net: nn.Module, nodes: Sequence[str] | None):
+    def __init__(self, net: nn.Module, nodes: Sequence[str] | None, pool: str = DEFAULT_POOL):
         super().__init__()
+        self.stats = parse_pool(pool)
         self.nodes = tuple(nodes) if nodes else None
         if self.nodes is None:
             if not hasattr(net, "forward_intermediates"):
@@ -83,10 +94,10 @@ class StageFeatures(nn.Module):
     def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(features (B, D), final feature map (B, C, h, w))``: the map is Grad-CAM's target."""
         maps = self.maps(x)
-        return pool_stats(maps), maps[-1]
+        return pool_stats(maps, self.stats), maps[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pool_stats(self.maps(x))
+        return pool_stats(self.maps(x), self.stats)
 
 
 class EnsembleBody(nn.Module):
@@ -195,7 +206,7 @@ class ZoomBody(nn.Module):
 @torch.no_grad()
 def feature_blocks(body: nn.Module, size: int) -> tuple[int, ...]:
     """Widths of the column blocks of ``body``'s features, in their order: one block per stage
-    (its mean and std together) of each zoom view and each ensemble member; a body without
+    (all its statistics together) of each zoom view and each ensemble member; a body without
     stages is one block (its feature width). Measured with one ``size`` px forward pass in eval
     mode; the body's mode is restored."""
     if isinstance(body, ZoomBody):
@@ -207,7 +218,7 @@ def feature_blocks(body: nn.Module, size: int) -> tuple[int, ...]:
     try:
         x = torch.zeros(1, 3, size, size)
         if isinstance(body, StageFeatures):
-            return tuple(2 * m.shape[1] for m in body.maps(x))
+            return tuple(len(body.stats) * m.shape[1] for m in body.maps(x))
         return (int(body(x).shape[1]),)
     finally:
         body.train(was)

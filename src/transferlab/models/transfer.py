@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import DEFAULT_POOL, parse_pool
 from . import weights as W
 from .fold import fold_batchnorm
 from .inputs import INPUTS, make_input
@@ -60,6 +61,7 @@ class TransferModel(nn.Module):
     ``centre``: that view's side as a fraction of the image's (``None``: ``1 / zoom``).
     ``parts`` (with ``zoom``): ``"face"`` adds the features of a face crop's eyes, nose and
     mouth, cut at fixed places at the input's own pixels (:data:`~transferlab.models.stages.PARTS`).
+    ``pool`` (stage features): the statistics of each channel over space, e.g. ``"mean,std"``.
     With ``frozen_body`` the body runs without gradients and stays in eval mode, so its
     batch-norm statistics do not drift (feature-extraction mode).
     """
@@ -75,6 +77,7 @@ class TransferModel(nn.Module):
         zoom: int = 1,
         centre: float | None = None,
         parts: str | None = None,
+        pool: str = DEFAULT_POOL,
     ):
         super().__init__()
         from .stages import EnsembleBody, StageFeatures, Standardize, ZoomBody, feature_blocks
@@ -85,6 +88,7 @@ class TransferModel(nn.Module):
         # None for one view, and for 1 / zoom (the same views as no fraction: one cache key, one record)
         self.zoom, self.centre = zoom, (centre if zoom > 1 and centre not in (None, 1 / zoom) else None)
         self.parts = parts if zoom > 1 and parts != "none" else None
+        self.pool = ",".join(parse_pool(pool)) if features == "stages" else DEFAULT_POOL
         self.cam_layer = spec.cam_layer  # for an ensemble: members.0.<first member's cam layer>
         if isinstance(body, EnsembleBody):
             self.aux_head = None
@@ -101,7 +105,7 @@ class TransferModel(nn.Module):
             if self.aux_head:
                 _set_module(body, self.aux_head, nn.Linear(_in_features(_get_module(body, self.aux_head)), num_classes))
             if features == "stages":
-                body = StageFeatures(body, spec.stages)
+                body = StageFeatures(body, spec.stages, self.pool)
         if zoom > 1:
             body = ZoomBody(body, zoom, self.centre, self.parts)  # 1 / zoom cut exactly, whatever the input's size
         self.body = body
@@ -245,6 +249,7 @@ def create_model(
     zoom: int = 1,
     centre: float | None = None,
     parts: str | None = None,
+    pool: str = DEFAULT_POOL,
 ) -> TransferModel:
     """Build backbone ``name`` with a new ``num_classes`` head.
 
@@ -257,6 +262,8 @@ def create_model(
     ``features="stages"``): the whole image and its centre magnified, features concatenated;
     ``centre`` is that view's side as a fraction of the image's (``None``: ``1 / zoom``), and
     ``parts="face"`` adds a face crop's eyes, nose and mouth (``None`` or ``"none"``: no parts).
+    ``pool``: the statistics of each stage's channels over space (``features="stages"``), a
+    comma-separated list of mean, std, max, min.
     """
     if features not in FEATURES:
         raise ValueError(f"features='{features}' is not one of {', '.join(FEATURES)}")
@@ -266,6 +273,8 @@ def create_model(
         raise ValueError(f"zoom={zoom}: 1, or 2 or more with features='stages'")
     if parts not in (None, "none") and zoom < 2:
         raise ValueError(f"parts={parts!r} are cut from zoom's larger input: use zoom 2 or more")
+    if features != "stages" and parse_pool(pool) != parse_pool(DEFAULT_POOL):
+        raise ValueError(f"pool={pool!r} chooses the statistics of stage features: use features='stages'")
     spec = get_spec(name)
     if "+" in name:
         from .stages import EnsembleBody
@@ -275,10 +284,12 @@ def create_model(
                 "--weights loads one backbone's state dict; an ensemble (+) loads each member's registry weights"
             )
         members = [
-            create_model(m, num_classes, pretrained, None, 0.0, download_timeout, features).body
+            create_model(m, num_classes, pretrained, None, 0.0, download_timeout, features, pool=pool).body
             for m in name.split("+")
         ]
-        return TransferModel(spec, EnsembleBody(members), num_classes, dropout, features, input, zoom, centre, parts)
+        return TransferModel(
+            spec, EnsembleBody(members), num_classes, dropout, features, input, zoom, centre, parts, pool
+        )
     net = spec.build()
     if weights_path is not None:
         W.load_local(net, weights_path, name)
@@ -289,4 +300,4 @@ def create_model(
             spec.weights.load_into(net, name)
         finally:
             socket.setdefaulttimeout(old)
-    return TransferModel(spec, net, num_classes, dropout, features, input, zoom, centre, parts)
+    return TransferModel(spec, net, num_classes, dropout, features, input, zoom, centre, parts, pool)

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import distributed
-from ..config import TrainConfig
+from ..config import DEFAULT_POOL, TrainConfig
 from ..data.index import Sample, file_digest
 from ..data.loading import cache_or_stream, choose_sampler, collate_skipping, make_loader
 from ..data.preprocess import Preprocess
@@ -204,6 +204,7 @@ def cache_key(model: TransferModel, cfg: TrainConfig, pre: Preprocess, views: in
         "zoom": model.zoom,
         **({"centre": model.centre} if model.centre is not None else {}),  # keys made before it stay valid
         **({"parts": model.parts} if model.parts is not None else {}),
+        **({"pool": model.pool} if model.pool != DEFAULT_POOL else {}),
         "weights": f"{fp.sum().item():.10e}:{fp.norm().item():.10e}",
         "preprocess": pre.to_dict(),
         "views": views,

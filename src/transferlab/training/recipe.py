@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import TrainConfig
+from ..config import DEFAULT_POOL, TrainConfig
 from ..data.transforms import DEGRADE_VIEWS, resolve_augment
 from ..metrics import looks_real_fake
 from ..modes import get_mode
@@ -71,6 +71,8 @@ def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str
         changes["head"] = "logistic" if features == "stages" and mode.head_on_features else "sgd"
     if cfg.zoom is None:  # frozen features only: fine-tuning through two views was not measured
         changes["zoom"] = 2 if detect and features == "stages" and mode.frozen_body else 1
+    if cfg.pool is None:
+        changes["pool"] = DEFAULT_POOL
     if cfg.parts is None:  # an option: +1.0 on ciplab, +0.2 on face swaps, -1.0 to -2.6 across sources
         changes["parts"] = "none"  # (BENCHMARKS.md, "Face parts at fixed places")
     # Frozen stage features at the backbone's own size. Twice the size (--image-size 448) was measured

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import __version__, distributed
-from ..config import PAIRS_FILE, ConfigError, TrainConfig, config_to_dict, load_config
+from ..config import DEFAULT_POOL, PAIRS_FILE, ConfigError, TrainConfig, config_to_dict, load_config
 from ..data.audit import metadata_shortcuts
 from ..data.index import DataIndex, carve_validation, conflict_note, imbalance_note, load_index, printable
 from ..data.loading import cache_or_stream, make_loader
@@ -99,6 +99,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> TransferModel:
         zoom=cfg.zoom or 1,
         centre=cfg.centre,
         parts=cfg.parts,
+        pool=cfg.pool or DEFAULT_POOL,
     )
     return apply_mode(model, cfg)
 
@@ -773,6 +774,7 @@ def _write_results(s: _Session, o: _Outcome, best: dict, val: dict) -> dict:
         "zoom": model.zoom,
         "centre": model.centre,
         "parts": model.parts,
+        "pool": model.pool if model.features == "stages" else None,
         "head": cfg.head,
         "recipe": cfg.recipe,
         **writer.extra,
