@@ -70,6 +70,10 @@ CONFIGS = {
         "the default with a face crop's eyes, nose and mouth cut at fixed places (--parts face)",
         ["--parts", "face"],
     ),
+    "pool_maxmin": (
+        "the default with each stage channel's spatial max and min beside its mean and std (--pool mean,std,max,min)",
+        ["--pool", "mean,std,max,min"],
+    ),
     "default_noise04": (
         "the default with noise on two augmented views in five (--noise-prob 0.4)",
         ["--noise-prob", "0.4"],
