@@ -19,8 +19,8 @@ def test_real_fake_data_gets_the_detect_recipe():
     )
     assert cfg.zoom == 2  # the whole image and its centre magnified (BENCHMARKS.md, "zoom")
     assert cfg.parts == "none"  # an option (BENCHMARKS.md, "Face parts at fixed places")
-    assert cfg.pool == "mean,std"
-    assert any("detect recipe: features stages, head logistic, zoom 2" in n for n in notes)
+    assert cfg.pool == "mean,std,max,min"  # each channel's extremes too (BENCHMARKS.md, "Spatial max and min")
+    assert any("detect recipe: features stages, head logistic, zoom 2, pool mean,std,max,min" in n for n in notes)
 
 
 def test_other_data_keeps_the_classic_recipe():
@@ -32,7 +32,7 @@ def test_other_data_keeps_the_classic_recipe():
         None,
         "light",
     )
-    assert cfg.zoom == 1
+    assert (cfg.zoom, cfg.pool) == (1, "mean,std")
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,8 @@ def test_detect_recipe_per_mode(mode, head, size):
         load_config(None, {"mode": mode, "model": "scratch_cnn" if mode == "scratch" else "efficientnet_lite0"}),
         ["real", "fake"],
     )
-    assert (cfg.head, cfg.image_size, cfg.zoom) == (head, size, 1)  # zoom was measured on frozen features only
+    # zoom and the extremes were measured on frozen features only
+    assert (cfg.head, cfg.image_size, cfg.zoom, cfg.pool) == (head, size, 1, "mean,std")
     assert cfg.features == ("last" if mode == "scratch" else "stages")
 
 
@@ -58,6 +59,8 @@ def test_explicit_settings_win():
     assert (cfg.zoom, cfg.parts) == (2, "face") and any("zoom 2" in n for n in notes)
     cfg, _ = resolve(load_config(None, {"recipe": "detect"}), ["ants", "bees"])
     assert (cfg.features, cfg.head, cfg.image_size) == ("stages", "logistic", None)
+    assert resolve(load_config(None, {"pool": "mean,std"}), ["fake", "real"])[0].pool == "mean,std"
+    assert resolve(load_config(None, {"features": "stages"}), ["ants", "bees"])[0].pool == "mean,std"
 
 
 def test_detect_recipe_views_are_jpeg_resaves_with_light_blur():
