@@ -34,12 +34,13 @@ DATA = {
     "dfdc": (SHARED / "faces" / "dfdc_faces_paired", []),
     "hymenoptera": (SHARED / "hymenoptera_data", None),  # None: keep the data's own split
 }
-# the robust views and the clean-only threshold every detect configuration was measured with before
-# the detect recipe's own (JPEG on every view, blur up to sigma 1, the threshold fitted on perturbed
-# validation copies too): it pins them to what their stored results mean
+# the robust views, the clean-only threshold and the mean and std of each stage channel every detect
+# configuration was measured with before the detect recipe's own (JPEG on every view, blur up to
+# sigma 1, the threshold fitted on perturbed validation copies too; the spatial max and min too):
+# it pins them to what their stored results mean
 EARLIER_DEFAULTS = [
     *("--blur-prob", "0.5", "--blur-sigma-max", "3", "--jpeg-prob", "0.5", "--noise-prob", "0.2"),
-    *("--threshold-perturb", "none"),
+    *("--threshold-perturb", "none", "--pool", "mean,std"),
 ]
 # zoom 2 with the exact middle half and every stage an equal share of the head's prior: the base
 # that the zoom_balanced* configurations vary one setting of
@@ -62,21 +63,26 @@ CONFIGS = {
         ["--recipe", "detect", "--image-size", "224", "--zoom", "1", "--no-stage-balance", *EARLIER_DEFAULTS],
     ),
     "default": (
-        "default (real/fake: stages 224 of the whole image and its centre zoomed 2x, logistic head, "
-        "JPEG on every augmented view, blur up to sigma 1, threshold fitted on perturbed validation copies too)",
+        "default (real/fake: the mean, std, spatial max and min of each channel of every stage, 224 px, of the "
+        "whole image and its centre zoomed 2x, logistic head, JPEG on every augmented view, blur up to sigma 1, "
+        "threshold fitted on perturbed validation copies too)",
         [],
     ),
+    "default_meanstd": (
+        "the default with each stage channel's mean and std only (--pool mean,std; the default until 2026-11-27)",
+        ["--pool", "mean,std"],
+    ),
     "parts_face": (
-        "the default with a face crop's eyes, nose and mouth cut at fixed places (--parts face)",
-        ["--parts", "face"],
+        "the default (mean and std) with a face crop's eyes, nose and mouth cut at fixed places (--parts face)",
+        ["--parts", "face", "--pool", "mean,std"],
     ),
     "pool_maxmin": (
-        "the default with each stage channel's spatial max and min beside its mean and std (--pool mean,std,max,min)",
+        "each stage channel's spatial max and min beside its mean and std (--pool mean,std,max,min; the default since)",
         ["--pool", "mean,std,max,min"],
     ),
     "default_noise04": (
-        "the default with noise on two augmented views in five (--noise-prob 0.4)",
-        ["--noise-prob", "0.4"],
+        "the default (mean and std) with noise on two augmented views in five (--noise-prob 0.4)",
+        ["--noise-prob", "0.4", "--pool", "mean,std"],
     ),
     "stages_448__logistic_head": (
         "stages 448, logistic head",

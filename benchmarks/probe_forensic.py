@@ -14,13 +14,14 @@ features measure that at the file's own pixels, per region of a 5 x 5 grid:
   tables leaves periodic gaps in these histograms), plus the share of zeros and the rounding
   error per region of a 3 x 3 grid: 288 (the "all" group is the first three, not dq).
 
-A logistic head (C by 5-fold ROC-AUC) fitted on them over each stored default run's training split;
-its test logits fused with the run's (each divided by its validation spread, then added). Test
+A logistic head (C by 5-fold ROC-AUC) fitted on them over each stored default_meanstd run's
+training split (the default until 2026-11-27); its test logits fused with the run's (each
+divided by its validation spread, then added). Test
 ROC-AUC is also reported on two halves of the fakes: those saved with the reals' JPEG tables, and
 those re-saved with other tables (ciplab's PROVENANCE.md: a quarter of its fakes; `transferlab
 train` warns about it, data/audit.py). Then seed 0's heads on the other face sets' usual test splits.
 
-    .venv/bin/python benchmarks/probe_forensic.py        # the stored ciplab default runs, seeds 0-4
+    .venv/bin/python benchmarks/probe_forensic.py        # the stored ciplab default_meanstd runs, seeds 0-4
 
 Writes benchmarks/results/probe_forensic.json.
 """
@@ -52,7 +53,10 @@ from transferlab.data.index import load_index
 from transferlab.predict.predictor import Predictor
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RUNS = [RESULTS / "detect/ciplab/default", *(RESULTS / f"repeats/ciplab/seed{s}/default" for s in range(1, 5))]
+RUNS = [
+    RESULTS / "detect/ciplab/default_meanstd",
+    *(RESULTS / f"repeats/ciplab/seed{s}/default_meanstd" for s in range(1, 5)),
+]
 OTHERS = {"tpdne": RESULTS / "detect/tpdne/split/split.csv", "dfdc": RESULTS / "detect/dfdc/split/split.csv"}
 GROUPS = {"noise": np.r_[0:93], "colour": np.r_[93:143], "grid": np.r_[143:193], "noise+grid": np.r_[0:93, 143:193]}
 GROUPS["all"] = np.r_[0:193]

@@ -50,7 +50,9 @@ def features(ds: str, seed: int, others: list[str]) -> dict:
     usual splits."""
     work = RESULTS / ("detect" if seed == 0 else "repeats")
     manifest = str(split_for(work, ds, seed))
-    cfg = load_config(None, {"data": manifest, "parts": "face", "seed": seed, "out": "unused"})  # nothing is written
+    cfg = load_config(
+        None, {"data": manifest, "parts": "face", "pool": "mean,std", "seed": seed, "out": "unused"}
+    )  # nothing is written
     index, _ = prepare_data(cfg)
     cfg, _ = resolve_recipe(cfg, index.classes)
     seed_everything(cfg.seed)

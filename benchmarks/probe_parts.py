@@ -11,8 +11,9 @@ eyes face the same way), the nose and the mouth. Lite0's stage features (mean an
 channel of every stage) of each part, concatenated (4 x 4192), are the probe's features; an
 image with no face found falls back to the whole image resized to 448.
 
-A logistic head (C by 5-fold ROC-AUC) on them over each stored default run's training split,
-its test logits fused with the run's (each divided by its validation spread; the parts' weighted
+A logistic head (C by 5-fold ROC-AUC) on them over each stored default_meanstd run's training
+split (the default until 2026-11-27), its test logits fused with the run's (each divided by
+its validation spread; the parts' weighted
 by w, then added), as probe_symmetry does. Test ROC-AUC on all fakes, on ciplab's fakes saved
 with the reals' JPEG tables, and per difficulty level; then each data set's seed-0 head on the
 other face sets' usual test splits.
@@ -53,10 +54,10 @@ from transferlab.models.stages import pool_stats
 SETS = {
     "ciplab": [str(r) for r in RUNS],
     "dfdc": [
-        str(RESULTS / "detect/dfdc/default"),
-        *(str(RESULTS / f"repeats/dfdc/seed{s}/default") for s in range(1, 5)),
+        str(RESULTS / "detect/dfdc/default_meanstd"),
+        *(str(RESULTS / f"repeats/dfdc/seed{s}/default_meanstd") for s in range(1, 5)),
     ],
-    "tpdne": [str(RESULTS / "detect/tpdne/default")],
+    "tpdne": [str(RESULTS / "detect/tpdne/default_meanstd")],
 }
 SIZE = 448
 # ArcFace's five-point template (112 px: eyes, nose tip, mouth corners), scaled to SIZE
