@@ -153,7 +153,10 @@ def test_the_logistic_head_gives_each_stage_of_each_view_an_equal_share_unless_t
         assert any("18 stage blocks given equal shares" in n for n in res.summary["data"]["notes"]) == balance
         runs[balance] = load_checkpoint(out / "best.pt")["model"]
     # the same standardisation, with each block's factor folded into the saved scale
-    blocks = create_model("efficientnet_lite0", 2, pretrained=False, features="stages", zoom=2).feature_blocks
+    pool = res.summary["pool"]  # the detect recipe's statistics: each stage's block holds all of them
+    blocks = create_model(
+        "efficientnet_lite0", 2, pretrained=False, features="stages", zoom=2, pool=pool
+    ).feature_blocks
     w = torch.from_numpy(block_weights(blocks, sum(blocks))).float()
     assert torch.equal(runs[True]["feature_norm.mean"], runs[False]["feature_norm.mean"])
     assert torch.allclose(runs[True]["feature_norm.scale"] * w, runs[False]["feature_norm.scale"], rtol=1e-5)
