@@ -192,10 +192,8 @@ class TrainConfig:
         if self.parts == "face" and self.zoom == 1:
             also = " --features stages" if self.features == "last" else ""  # zoom's own condition, named at once
             raise ConfigError(f"parts=face cuts the face's parts from zoom's larger input: add --zoom 2{also}")
-        if self.pool is not None:
-            parse_pool(self.pool)
-            if self.features == "last" and self.pool != DEFAULT_POOL:
-                raise ConfigError(f"pool={self.pool} chooses the statistics of stage features: add --features stages")
+        if self.pool is not None and parse_pool(self.pool) != parse_pool(DEFAULT_POOL) and self.features == "last":
+            raise ConfigError(f"pool={self.pool} chooses the statistics of stage features: add --features stages")
         if self.head == "logistic" and not get_mode(self.mode).head_on_features:
             raise ConfigError(
                 f"head=logistic is fitted on cached frozen features: use it with --mode features or lpft, "
