@@ -72,11 +72,12 @@ def resolve(cfg: TrainConfig, classes: list[str]) -> tuple[TrainConfig, list[str
         features = changes["features"] = "stages" if detect and mode.pretrained else "last"
     if cfg.head == "auto":
         changes["head"] = "logistic" if features == "stages" and mode.head_on_features else "sgd"
-    if cfg.zoom is None:  # frozen features only: fine-tuning through two views was not measured
-        changes["zoom"] = 2 if detect and features == "stages" and mode.frozen_body else 1
-    if cfg.pool is None:  # each channel's extremes keep a local edit that its mean dilutes (frozen features only:
-        # +1.6 ROC-AUC points on ciplab and +1.2 on face swaps over five splits; BENCHMARKS.md, "Spatial max and min")
-        frozen_stages = detect and features == "stages" and mode.frozen_body
+    # zoom and the stage maps' extremes were measured on frozen stage features only
+    frozen_stages = detect and features == "stages" and mode.frozen_body
+    if cfg.zoom is None:  # fine-tuning through two views was not measured
+        changes["zoom"] = 2 if frozen_stages else 1
+    if cfg.pool is None:  # each channel's extremes keep a local edit that its mean dilutes: +1.6 ROC-AUC
+        # points on ciplab and +1.2 on face swaps over five splits (BENCHMARKS.md, "Spatial max and min")
         changes["pool"] = DETECT_POOL if frozen_stages else DEFAULT_POOL
     if cfg.parts is None:  # an option: +1.0 on ciplab, +0.2 on face swaps, -1.0 to -2.6 across sources
         changes["parts"] = "none"  # (BENCHMARKS.md, "Face parts at fixed places")
