@@ -33,7 +33,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import RESULTS, save
 from probe_residual import probe_model
-from probe_stage_weights import manifests
+from probe_stage_weights import manifests, stage_widths
+from probe_zoom import centre_crop
 
 FRACTIONS = (1.0, 0.5)
 STATS = ("mean", "std", "max", "min", "kurt")
@@ -64,17 +65,9 @@ def every_stat(ds: str, files: list[str], model, mean, std) -> dict[str, np.ndar
     out: dict[str, list] = {s: [] for s in STATS}
     t0 = time.perf_counter()
     for i in range(0, len(files), 32):
-        views = []
-        for f in FRACTIONS:
-            batch = []
-            for p in files[i : i + 32]:
-                im = Image.open(p).convert("RGB")
-                w, h = im.size
-                box = ((w - w * f) / 2, (h - h * f) / 2, (w + w * f) / 2, (h + h * f) / 2)
-                a = (np.asarray(im.resize((224, 224), Image.BILINEAR, box=box), np.float32) / 255 - mean) / std
-                batch.append(torch.from_numpy(a.transpose(2, 0, 1).copy()))
-            views.append(torch.stack(batch))
-        x = torch.cat(views).contiguous(memory_format=torch.channels_last)
+        images = [Image.open(p).convert("RGB") for p in files[i : i + 32]]
+        views = [centre_crop(im, f, mean, std) for f in FRACTIONS for im in images]  # view by view
+        x = torch.stack(views).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             stats = pooled(model.body.maps(x))
         for s, v in stats.items():  # (V * B, C) -> (B, V, C)
@@ -128,8 +121,7 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     a = ap.parse_args()
     model, _pre, mean, std = probe_model()
-    with torch.inference_mode():
-        widths = [m.shape[1] for m in model.body.maps(torch.zeros(1, 3, 64, 64))]
+    widths = stage_widths(model)
     mean, std = (t.view(3).numpy() for t in (mean, std))
     data = {}
     for ds in a.data.split(","):

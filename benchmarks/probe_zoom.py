@@ -31,6 +31,15 @@ FRACTIONS = (1.0, 0.8, 0.7, 0.6, 0.5, 0.4)
 PAIRS = ((1.0, 0.7), (1.0, 0.6), (1.0, 0.5))
 
 
+def centre_crop(im: Image.Image, fraction: float, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    """The middle ``fraction`` of each side of ``im``, cut at its own resolution, bilinear to
+    224 px and normalised: ``(3, 224, 224)``."""
+    w, h = im.size
+    box = ((w - w * fraction) / 2, (h - h * fraction) / 2, (w + w * fraction) / 2, (h + h * fraction) / 2)
+    a = (np.asarray(im.resize((224, 224), Image.BILINEAR, box=box), np.float32) / 255 - mean) / std
+    return torch.from_numpy(a.transpose(2, 0, 1).copy())
+
+
 @torch.inference_mode()
 def features(samples, model, mean: np.ndarray, std: np.ndarray, fractions=FRACTIONS) -> dict[float, np.ndarray]:
     """``{fraction: (N, D) stage features of each image's centre crop of that fraction}``."""
@@ -39,11 +48,8 @@ def features(samples, model, mean: np.ndarray, std: np.ndarray, fractions=FRACTI
         views: dict[float, list] = {f: [] for f in fractions}
         for s in samples[i : i + 32]:
             im = Image.open(s.path).convert("RGB")
-            w, h = im.size
             for f in fractions:
-                box = ((w - w * f) / 2, (h - h * f) / 2, (w + w * f) / 2, (h + h * f) / 2)
-                a = (np.asarray(im.resize((224, 224), Image.BILINEAR, box=box), np.float32) / 255 - mean) / std
-                views[f].append(torch.from_numpy(a.transpose(2, 0, 1).copy()))
+                views[f].append(centre_crop(im, f, mean, std))
         for f in fractions:
             x = torch.stack(views[f]).contiguous(memory_format=torch.channels_last)
             out[f].append(model.forward_features(x).float().numpy())
