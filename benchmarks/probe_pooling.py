@@ -32,8 +32,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import RESULTS, save
-from probe_residual import probe_model
-from probe_stage_weights import manifests, stage_widths
+from probe_stage_weights import every_file, lite0_stages, manifests
 from probe_zoom import centre_crop
 
 FRACTIONS = (1.0, 0.5)
@@ -120,13 +119,11 @@ def main() -> None:
     ap.add_argument("--data", default="ciplab,dfdc,tpdne")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     a = ap.parse_args()
-    model, _pre, mean, std = probe_model()
-    widths = stage_widths(model)
-    mean, std = (t.view(3).numpy() for t in (mean, std))
+    model, widths, mean, std = lite0_stages()
     data = {}
     for ds in a.data.split(","):
         indexes = manifests(ds)
-        files = sorted({str(Path(s.path).resolve()) for ix in indexes for s in ix.all_samples()})
+        files = every_file(indexes)
         row = {p: i for i, p in enumerate(files)}
         data[ds] = (indexes, row, every_stat(ds, files, model, mean, std), guess_positive(indexes[0].classes))
 

@@ -49,9 +49,14 @@ def manifests(ds: str) -> list:
     return [read_manifest(p) for p in paths if p.is_file()]
 
 
+def every_file(indexes) -> list[str]:
+    """The resolved paths of every image in any split of ``indexes``, sorted: the cached rows' order."""
+    return sorted({str(Path(s.path).resolve()) for ix in indexes for s in ix.all_samples()})
+
+
 def every_feature(ds: str, indexes, model, mean, std) -> tuple[dict[str, int], np.ndarray]:
     """(resolved path -> row, (N, 2 * D) whole + centre 0.5 features) of every image, cached."""
-    files = sorted({str(Path(s.path).resolve()) for ix in indexes for s in ix.all_samples()})
+    files = every_file(indexes)
     cache = RESULTS / "probe_stage_weights" / f"{ds}.npz"
     if cache.is_file():
         x = np.load(cache)["x"]
@@ -61,6 +66,12 @@ def every_feature(ds: str, indexes, model, mean, std) -> tuple[dict[str, int], n
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, x=x)
     return {p: i for i, p in enumerate(files)}, x
+
+
+def lite0_stages():
+    """probe_model's frozen lite0, its stage widths, and its normalisation mean and std as ``(3,)`` arrays."""
+    model, _pre, mean, std = probe_model()
+    return model, stage_widths(model), *(t.view(3).numpy() for t in (mean, std))
 
 
 def stage_widths(model) -> list[int]:
@@ -110,9 +121,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="dfdc,ciplab,tpdne")
     a = ap.parse_args()
-    model, _pre, mean, std = probe_model()
-    widths = stage_widths(model)
-    mean, std = (t.view(3).numpy() for t in (mean, std))
+    model, widths, mean, std = lite0_stages()
     data = {}
     for ds in a.data.split(","):
         indexes = manifests(ds)
